@@ -1,0 +1,3 @@
+from reidlab.cli import main
+
+raise SystemExit(main())
