@@ -1,0 +1,376 @@
+"""Run records: the only writer of result files.
+
+Every file goes through :func:`atomic_write_bytes` (temp file in the same folder, fsync, ``os.replace``),
+so a kill at any moment leaves either the old or the new version of a file, never a torn one.
+
+Layout of ``results/runs/<run_id>/``::
+
+    config.json     full resolved RunConfig (seed included)
+    env.json        package versions, platform, git commit + dirty flag, device, CPU threads
+    model.json      model.describe() (+ regulariser descriptions)
+    protocol.json   dataset protocol + evaluation settings
+    metrics.csv     one row per evaluation (METRIC_COLUMNS; metrics as fractions 0..1)
+    epochs.csv      one row per trained epoch (loss parts, lr, throughput)
+    status.json     state (running | finished | failed | interrupted | budget), message, last epoch
+    checkpoints/last.pt, best.pt   (best.pt is selected on the test split and labelled so)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "EPOCH_COLUMNS",
+    "STATES",
+    "BEST_LABEL",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "collect_env",
+    "RunRecord",
+]
+
+METRIC_COLUMNS = (
+    "epoch", "mAP", "rank1", "rank5", "rank10", "mINP",
+    "loss", "loss_ce", "loss_triplet", "loss_of", "loss_ow", "seconds",
+)  # fmt: skip
+EPOCH_COLUMNS = (
+    "epoch", "loss", "loss_ce", "loss_triplet", "loss_of", "loss_ow", "lr", "steps", "frames_per_s", "seconds",
+)  # fmt: skip
+STATES = ("running", "finished", "failed", "interrupted", "budget")
+BEST_LABEL = "selected on the test split — do not report"
+
+
+# ---------------------------------------------------------------------- atomic writes
+def _fsync_dir(folder: Path) -> None:
+    # makes the rename itself durable; not supported everywhere (e.g. Windows), where it is skipped
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
+
+    The parent folder is created if needed. On any error the temp file is removed and the previous
+    content of ``path`` (if any) is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Atomic text write (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
+    """Atomic JSON write; numpy/torch values are converted, NaN is refused (not valid JSON)."""
+    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=False, ensure_ascii=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to memory, then an atomic write, so a checkpoint is never half-written."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------- environment
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def collect_env(device: str | None = None, extra: Mapping[str, Any] | None = None) -> dict:
+    """Package versions, platform, git commit + dirty flag of the reidlab checkout, device, CPU threads."""
+    import numpy
+    import torch
+
+    try:
+        import torchvision
+
+        tv = torchvision.__version__
+    except ImportError:  # pragma: no cover
+        tv = None
+    pkg_dir = Path(__file__).resolve().parents[2]
+    commit = _git(["rev-parse", "HEAD"], pkg_dir)
+    dirty = None
+    if commit is not None:
+        st = _git(["status", "--porcelain", "--untracked-files=no"], pkg_dir)
+        dirty = bool(st) if st is not None else None
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": tv,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device": device,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        import reidlab
+
+        env["reidlab"] = reidlab.__version__
+    except Exception:  # pragma: no cover
+        env["reidlab"] = None
+    if extra:
+        env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------- run record
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return repr(v)  # shortest repr that round-trips exactly
+    return str(v)
+
+
+class RunRecord:
+    """Reader and writer of one run folder ``results/runs/<run_id>/``.
+
+    Readers return what is on disk (``config``, ``env``, ``model``, ``protocol``, ``status`` as dicts,
+    ``metrics`` as a pandas DataFrame); missing files read as ``None`` (empty DataFrame for metrics).
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+
+    def __repr__(self) -> str:
+        st = self.status or {}
+        return f"RunRecord({str(self.run_dir)!r}, state={st.get('state')!r}, epoch={st.get('epoch')!r})"
+
+    # paths
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.run_dir / "figures"
+
+    def checkpoint_path(self, which: str = "last") -> Path:
+        """``last`` | ``best`` | ``interrupted`` | ``epoch_NNN`` -> checkpoints/<which>.pt."""
+        return self.checkpoint_dir / f"{which}.pt"
+
+    # readers
+    def _read_json(self, name: str) -> dict | None:
+        p = self.run_dir / name
+        if not p.is_file():
+            return None
+        with open(p, encoding="utf-8") as f:
+            return json.load(f)
+
+    @property
+    def config(self) -> dict | None:
+        """config.json as a dict (use :meth:`run_config` for a RunConfig)."""
+        return self._read_json("config.json")
+
+    def run_config(self):
+        """config.json as a validated :class:`reidlab.config.RunConfig`."""
+        from reidlab.config import RunConfig
+
+        d = self.config
+        if d is None:
+            raise FileNotFoundError(f"{self.run_dir / 'config.json'} does not exist")
+        return RunConfig.from_dict(d)
+
+    @property
+    def env(self) -> dict | None:
+        return self._read_json("env.json")
+
+    @property
+    def model(self) -> dict | None:
+        return self._read_json("model.json")
+
+    @property
+    def protocol(self) -> dict | None:
+        return self._read_json("protocol.json")
+
+    @property
+    def status(self) -> dict | None:
+        return self._read_json("status.json")
+
+    @property
+    def state(self) -> str | None:
+        st = self.status
+        return None if st is None else st.get("state")
+
+    def is_finished(self) -> bool:
+        return self.state == "finished"
+
+    def _read_csv(self, name: str, columns: Iterable[str]):
+        import pandas as pd
+
+        p = self.run_dir / name
+        if not p.is_file():
+            return pd.DataFrame(columns=list(columns))
+        return pd.read_csv(p)
+
+    @property
+    def metrics(self):
+        """metrics.csv as a DataFrame (one row per evaluation, columns METRIC_COLUMNS)."""
+        return self._read_csv("metrics.csv", METRIC_COLUMNS)
+
+    @property
+    def epochs(self):
+        """epochs.csv as a DataFrame (one row per trained epoch, columns EPOCH_COLUMNS)."""
+        return self._read_csv("epochs.csv", EPOCH_COLUMNS)
+
+    def final_metrics(self) -> dict | None:
+        """The LAST evaluated row (what tables report), or None when nothing was evaluated."""
+        m = self.metrics
+        if len(m) == 0:
+            return None
+        return m.iloc[-1].to_dict()
+
+    # writers
+    def write_config(self, cfg: Any) -> Path:
+        d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+        return atomic_write_json(self.run_dir / "config.json", d)
+
+    def write_env(self, env: Mapping[str, Any]) -> Path:
+        return atomic_write_json(self.run_dir / "env.json", dict(env))
+
+    def write_model(self, desc: Mapping[str, Any]) -> Path:
+        return atomic_write_json(self.run_dir / "model.json", dict(desc))
+
+    def write_protocol(self, protocol: Mapping[str, Any]) -> Path:
+        return atomic_write_json(self.run_dir / "protocol.json", dict(protocol))
+
+    @staticmethod
+    def _csv_text(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            unknown = set(r) - set(columns)
+            if unknown:
+                raise ValueError(f"unknown columns {sorted(unknown)}; expected a subset of {columns}")
+            w.writerow([_fmt(r.get(c)) for c in columns])
+        return buf.getvalue()
+
+    def write_metrics(self, rows: Iterable[Mapping[str, Any]]) -> Path:
+        """Rewrite metrics.csv from all rows so far (atomically)."""
+        return atomic_write_text(self.run_dir / "metrics.csv", self._csv_text(rows, METRIC_COLUMNS))
+
+    def write_epochs(self, rows: Iterable[Mapping[str, Any]]) -> Path:
+        """Rewrite epochs.csv from all rows so far (atomically)."""
+        return atomic_write_text(self.run_dir / "epochs.csv", self._csv_text(rows, EPOCH_COLUMNS))
+
+    def write_status(self, state: str, message: str = "", *, epoch: int | None = None, **extra: Any) -> Path:
+        """status.json: ``state`` in STATES, a human message, the last completed epoch, extra fields."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {STATES}, got {state!r}")
+        st = {"state": state, "message": message, "epoch": epoch,
+              "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}  # fmt: skip
+        return atomic_write_json(self.run_dir / "status.json", st)
+
+    def save_checkpoint(self, obj: Mapping[str, Any], which: str = "last") -> Path:
+        return atomic_torch_save(dict(obj), self.checkpoint_path(which))
+
+    def load_checkpoint(self, which: str = "last", map_location: Any = "cpu") -> dict:
+        p = self.checkpoint_path(which)
+        if not p.is_file():
+            raise FileNotFoundError(f"checkpoint {p} does not exist")
+        return load_checkpoint_file(p, map_location)
+
+    def clear(self) -> None:
+        """Remove everything the engine writes (used by ``train(force=True)``); keeps other files
+        (e.g. an executed notebook placed there by the notebook runner)."""
+        for name in ("config.json", "env.json", "model.json", "protocol.json", "metrics.csv",
+                     "epochs.csv", "status.json"):  # fmt: skip
+            try:
+                (self.run_dir / name).unlink()
+            except FileNotFoundError:
+                pass
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Load a reidlab checkpoint (a dict written by the engine); clear error for other files."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a reidlab checkpoint (missing format tag {CHECKPOINT_FORMAT!r})")
+    return obj
+
+
+CHECKPOINT_FORMAT = "reidlab-checkpoint-1"
