@@ -1,0 +1,140 @@
+"""Run records: atomic writers never leave torn files; RunRecord reads back what the writers wrote."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from reidlab.config import RunConfig
+from reidlab.runs import records as R
+from reidlab.runs.records import (
+    BEST_LABEL,
+    METRIC_COLUMNS,
+    RunRecord,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    collect_env,
+)
+
+
+def _leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_writes_round_trip_and_create_parents(tmp_path):
+    p = atomic_write_bytes(tmp_path / "a" / "b" / "x.bin", b"\x00\x01")
+    assert p.read_bytes() == b"\x00\x01"
+    atomic_write_text(tmp_path / "t.txt", "héllo")
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo"
+    atomic_write_json(tmp_path / "j.json", {"a": torch.tensor(1.5), "b": (1, 2)})
+    assert json.loads((tmp_path / "j.json").read_text()) == {"a": 1.5, "b": [1, 2]}
+    atomic_torch_save({"w": torch.arange(3)}, tmp_path / "c.pt")
+    assert torch.equal(torch.load(tmp_path / "c.pt")["w"], torch.arange(3))
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_write_keeps_old_content_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "m.csv"
+    atomic_write_text(target, "old")
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(R.os, "fsync", boom)  # fails after the data was written to the temp file
+    with pytest.raises(OSError, match="No space"):
+        atomic_write_text(target, "new content")
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_replace_failure_keeps_old_content(tmp_path, monkeypatch):
+    target = tmp_path / "s.json"
+    atomic_write_json(target, {"v": 1})
+    monkeypatch.setattr(R.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert _leftovers(tmp_path) == []
+
+
+def test_json_refuses_nan(tmp_path):
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "n.json", {"x": float("nan")})
+    assert not (tmp_path / "n.json").exists()
+
+
+def test_run_record_round_trip(tmp_path):
+    rec = RunRecord(tmp_path / "runs" / "r1")
+    assert rec.config is None and rec.status is None and not rec.is_finished()
+    assert list(rec.metrics.columns) == list(METRIC_COLUMNS) and len(rec.metrics) == 0
+    assert rec.final_metrics() is None
+    cfg = RunConfig().override({"run_id": "r1", "seed": 5})
+    rec.write_config(cfg)
+    assert rec.config["seed"] == 5 and rec.run_config() == cfg
+    rec.write_env({"python": "3.11"})
+    rec.write_model({"class": "X", "num_parameters": 3})
+    rec.write_protocol({"dataset": {"mars_gallery": "all"}})
+    assert rec.env["python"] == "3.11" and rec.model["num_parameters"] == 3
+    assert rec.protocol["dataset"]["mars_gallery"] == "all"
+    rows = [
+        {"epoch": 2, "mAP": 0.1 + 0.2, "rank1": 1 / 3, "rank5": 0.5, "rank10": 0.75, "mINP": 0.05,
+         "loss": 3.25, "loss_ce": 2.0, "loss_triplet": 1.25, "loss_of": 0.0, "loss_ow": 0.0, "seconds": 12.5},
+        {"epoch": 4, "mAP": 0.6, "rank1": 0.7, "rank5": 0.8, "rank10": float("nan"), "mINP": 0.2,
+         "loss": 1.0, "loss_ce": 0.5, "loss_triplet": 0.5, "loss_of": 0.0, "loss_ow": 0.0, "seconds": 30.0},
+    ]  # fmt: skip
+    rec.write_metrics(rows)
+    m = rec.metrics
+    assert list(m.columns) == list(METRIC_COLUMNS) and list(m["epoch"]) == [2, 4]
+    assert m["mAP"][0] == 0.1 + 0.2 and m["rank1"][0] == 1 / 3  # exact float round trip
+    assert math.isnan(m["rank10"][1])
+    assert rec.final_metrics()["epoch"] == 4  # tables default to the last epoch
+    with pytest.raises(ValueError, match="unknown columns"):
+        rec.write_metrics([{"epoch": 1, "acc": 0.3}])
+    rec.write_status("finished", "done", epoch=4, best={"epoch": 4, "note": BEST_LABEL})
+    assert rec.is_finished() and rec.status["epoch"] == 4 and rec.state == "finished"
+    with pytest.raises(ValueError, match="state must be one of"):
+        rec.write_status("exploded")
+    assert "finished" in repr(rec)
+
+
+def test_checkpoint_files_and_clear(tmp_path):
+    rec = RunRecord(tmp_path / "r")
+    rec.save_checkpoint({"format": R.CHECKPOINT_FORMAT, "epoch": 3}, "last")
+    assert rec.load_checkpoint("last")["epoch"] == 3
+    with pytest.raises(FileNotFoundError, match="best.pt"):
+        rec.load_checkpoint("best")
+    atomic_torch_save({"foo": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a reidlab checkpoint"):
+        R.load_checkpoint_file(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot be read"):
+        R.load_checkpoint_file(tmp_path / "junk.pt")
+    rec.write_status("running")
+    (rec.run_dir / "notebook.ipynb").write_text("{}")
+    rec.clear()
+    assert not rec.checkpoint_dir.exists() and rec.status is None
+    assert (rec.run_dir / "notebook.ipynb").exists()  # files of other writers are kept
+
+
+def test_collect_env_fields():
+    env = collect_env("cpu", {"world_size": 1})
+    for key in ("python", "torch", "torchvision", "numpy", "platform", "git_commit", "git_dirty", "device",
+                "cpu_count", "torch_threads", "world_size"):  # fmt: skip
+        assert key in env
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__
+    json.dumps(env)
+    if env["git_commit"] is not None:
+        assert len(env["git_commit"]) == 40 and isinstance(env["git_dirty"], bool)
+
+
+def test_atomic_write_under_a_file_fails_clearly(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OSError):
+        atomic_write_text(tmp_path / "f" / "x.txt", "y")
+    assert os.path.isfile(tmp_path / "f")
