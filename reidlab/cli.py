@@ -1,0 +1,293 @@
+"""Command line: `python -m reidlab <command>` (also installed as `reidlab`).
+
+    run NOTEBOOK [-p NAME VALUE]...   execute a notebook with papermill (parameters checked first)
+    params NOTEBOOK                   list a notebook's parameters (name: type = default  # help)
+    sweep SPEC.yaml [--jobs N] [--dry-run] [--force] [-p NAME VALUE]...
+    table [--runs DIR] [--out DIR] [--baseline VARIANT]
+    synth [--out DIR --ids N --cams N --seed S ...]     (reidlab.data.synthetic)
+    eval CHECKPOINT                   evaluate a checkpoint on its run's test split
+    main [--quick] [--jobs N]         the main job: fusion sweep -> tables -> diagnostics notebooks
+
+Exit codes: 0 success, 1 a run/cell failed, 2 bad arguments or parameters (nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser", "main_job"]
+
+#: notebooks the main job executes after the sweep, with their outputs' key figures
+MAIN_NOTEBOOKS = ("report", "fusion_diagnostics", "correlation", "attention")
+MAIN_SPEC = "sweeps/fusion.yaml"
+QUICK_OVERRIDES = {"epochs": 1, "steps_per_epoch": 2, "eval_every": 1}
+
+
+def _err(msg: str) -> None:
+    print(f"reidlab: error: {msg}", file=sys.stderr)
+
+
+def _params(pairs: Sequence[Sequence[str]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in pairs or []:
+        if name in out:
+            raise ValueError(f"parameter {name!r} given twice")
+        out[name] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="reidlab", description="reidlab: notebook-driven re-ID ablations.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    param_help = "notebook parameter (repeatable); lists/dicts as YAML, e.g. -p fusion_options '{tau: 0.1}'"
+
+    p = sub.add_parser("run", help="execute a notebook with papermill after checking its parameters")
+    p.add_argument("notebook", help="notebook path or shipped notebook name (train_fusion, report, ...)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help=param_help)
+    p.add_argument("--run-id", help="run id (training notebooks; default: derived from the parameters)")
+    p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
+    p.add_argument("--output", help="where to write the executed notebook (default: see docs)")
+    p.add_argument("--tag", help="suffix of the executed copy of a non-training notebook")
+    p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
+    p.add_argument("--kernel", help="Jupyter kernel name (default: one running this interpreter)")
+    p.add_argument("--quiet", action="store_true", help="do not stream cell output")
+
+    p = sub.add_parser("params", help="list a notebook's parameters")
+    p.add_argument("notebook")
+
+    p = sub.add_parser("sweep", help="run a grid of notebook runs from a YAML spec")
+    p.add_argument("spec", help="sweep spec YAML (see sweeps/fusion.yaml)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
+    p.add_argument("--force", action="store_true", help="re-run finished runs too")
+    p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override a parameter for every run (budgets; run ids do not change)")
+
+    p = sub.add_parser("table", help="regenerate result tables from stored runs")
+    p.add_argument("--runs", default=None, help="runs folder (default <results>/runs)")
+    p.add_argument("--out", default=None, help="output folder (default <results>/tables)")
+    p.add_argument("--baseline", default=None, help="baseline variant label (default: the `mean` fusion one)")
+    p.add_argument("--include-unfinished", action="store_true", help="also use runs not marked finished")
+
+    p = sub.add_parser("synth", help="generate the synthetic world (reidlab.data.synthetic)", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test split")
+    p.add_argument("checkpoint")
+
+    p = sub.add_parser("main", help="the main job: fusion sweep, tables, diagnostics notebooks")
+    p.add_argument("--spec", default=MAIN_SPEC, help=f"sweep spec (default {MAIN_SPEC})")
+    p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: from the spec / 2)")
+    p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: every run 1 epoch of 2 steps (numbers meaningless)")
+    p.add_argument("--force", action="store_true", help="re-run finished runs")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override a training parameter for every run")
+    return ap
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from reidlab.notebook import NotebookExecutionError, ParameterError, run_notebook
+
+    params = _params(a.param)
+    if a.run_id:
+        params["run_id"] = a.run_id
+    t0 = time.monotonic()
+    try:
+        out = run_notebook(a.notebook, params, results_dir=a.results, output=a.output, tag=a.tag,
+                           from_strings=True, kernel_name=a.kernel, log_output=not a.quiet,
+                           execution_timeout=a.timeout)
+    except (ParameterError, FileNotFoundError) as e:
+        _err(str(e))
+        return 2
+    except NotebookExecutionError as e:
+        _err(str(e))
+        return 1
+    print(f"executed notebook: {out}  ({time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+def _cmd_params(a: argparse.Namespace) -> int:
+    from reidlab.notebook import find_notebook, notebook_parameters
+
+    try:
+        path = find_notebook(a.notebook)
+        for p in notebook_parameters(path).values():
+            print(p.describe())
+    except (FileNotFoundError, ValueError) as e:
+        _err(str(e))
+        return 2
+    return 0
+
+
+def _sweep(spec_path: str, *, jobs: int, dry_run: bool, force: bool, results: str | None,
+           raw_overrides: dict, extra_overrides: dict | None = None) -> int:
+    from reidlab.notebook import ParameterError, validate_parameters
+    from reidlab.sweep import load_spec, run_sweep
+
+    try:
+        spec = load_spec(spec_path)
+        overrides = dict(extra_overrides or {})
+        overrides.update(validate_parameters(spec.notebook, raw_overrides, from_strings=True))
+        report = run_sweep(spec, jobs=jobs, dry_run=dry_run, force=force, results_dir=results,
+                           overrides=overrides)
+    except (ParameterError, FileNotFoundError, ValueError) as e:
+        _err(str(e))
+        return 2
+    if not dry_run:
+        print(f"sweep {spec.name!r}: {len(report.ran)} ran, {len(report.skipped)} skipped (finished), "
+              f"{len(report.failed)} failed, {report.wall_seconds:.0f} s")
+    return 0 if report.ok else 1
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    if a.jobs < 1:
+        _err(f"--jobs must be >= 1, got {a.jobs}")
+        return 2
+    return _sweep(a.spec, jobs=a.jobs, dry_run=a.dry_run, force=a.force, results=a.results,
+                  raw_overrides=_params(a.param))
+
+
+def _results_root(results: str | None) -> Path:
+    from reidlab.notebook import default_results_dir
+
+    return Path(results) if results else default_results_dir()
+
+
+def _cmd_table(a: argparse.Namespace) -> int:
+    from reidlab.runs.tables import write_tables
+
+    root = _results_root(None)
+    runs = Path(a.runs) if a.runs else root / "runs"
+    out = Path(a.out) if a.out else root / "tables"
+    try:
+        written = write_tables(runs, out, baseline=a.baseline, include_unfinished=a.include_unfinished)
+    except (FileNotFoundError, ValueError) as e:
+        _err(str(e))
+        return 2
+    for p in written:
+        print(p)
+    summary = out / "summary.md"
+    if summary.exists():
+        print()
+        print(summary.read_text())
+    return 0
+
+
+def _cmd_synth(a: argparse.Namespace) -> int:
+    from reidlab.data import synthetic
+
+    return int(synthetic.main(list(a.args)) or 0)
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from reidlab.engine import evaluate_checkpoint
+
+    path = Path(a.checkpoint)
+    if not path.is_file():
+        _err(f"{path}: checkpoint not found")
+        return 2
+    r = evaluate_checkpoint(path)
+    cmc = getattr(r, "cmc", None)
+    ranks = ""
+    if cmc is not None:
+        ranks = "  ".join(f"Rank{k}: {100 * cmc[k - 1]:.1f}%" for k in (1, 5, 10) if len(cmc) >= k)
+    print(f"{path}: mAP {100 * r.mAP:.1f}%  {ranks}  mINP {100 * getattr(r, 'mINP', float('nan')):.1f}%")
+    return 0
+
+
+def main_job(
+    *,
+    spec: str = MAIN_SPEC,
+    jobs: int | None = None,
+    results: str | None = None,
+    quick: bool = False,
+    force: bool = False,
+    raw_overrides: dict | None = None,
+) -> int:
+    """The README's first command: sweep `spec`, regenerate tables, run the report, diagnostics,
+    correlation and attention notebooks on the sweep's runs, and copy their key figures into
+    `<results>/figures/`. Prints the time of each stage."""
+    from reidlab.notebook import NotebookExecutionError, ParameterError, run_notebook
+    from reidlab.runs.tables import write_tables
+    from reidlab.sweep import load_spec
+
+    t_start = time.monotonic()
+    root = _results_root(results).absolute()
+    try:
+        sp = load_spec(spec)
+    except (FileNotFoundError, ValueError) as e:
+        _err(str(e))
+        return 2
+    if jobs is None:
+        jobs = max(1, min(2, os.cpu_count() or 1))
+    print(f"== main job: sweep {sp.name!r} ({spec}), results in {root}")
+    rc = _sweep(spec, jobs=jobs, dry_run=False, force=force, results=str(root),
+                raw_overrides=raw_overrides or {}, extra_overrides=QUICK_OVERRIDES if quick else None)
+    t_sweep = time.monotonic() - t_start
+    if rc == 2:
+        return rc
+    print(f"== sweep: {t_sweep:.0f} s")
+    try:
+        written = write_tables(root / "runs", root / "tables")
+    except (FileNotFoundError, ValueError) as e:
+        _err(f"tables: {e}")
+        return 1
+    print("== tables: " + ", ".join(str(p) for p in written))
+    figures = root / "figures"
+    failures = 0
+    for name in MAIN_NOTEBOOKS:
+        t0 = time.monotonic()
+        try:
+            out = run_notebook(name, {"prefix": f"{sp.name}-", "figures_dir": str(figures)},
+                               results_dir=root, log_output=False)
+            print(f"== notebook {name}: {out} ({time.monotonic() - t0:.0f} s)")
+        except ParameterError as e:
+            _err(f"notebook {name}: {e}")
+            return 2
+        except NotebookExecutionError as e:
+            _err(str(e))
+            failures += 1
+    print(f"== main job finished in {time.monotonic() - t_start:.0f} s "
+          f"(sweep {t_sweep:.0f} s); tables in {root / 'tables'}, figures in {figures}")
+    return 1 if (failures or rc) else 0
+
+
+def _cmd_main(a: argparse.Namespace) -> int:
+    return main_job(spec=a.spec, jobs=a.jobs, results=a.results, quick=a.quick, force=a.force,
+                    raw_overrides=_params(a.param))
+
+
+_COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
+             "synth": _cmd_synth, "eval": _cmd_eval, "main": _cmd_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m reidlab` / `reidlab`; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "synth":  # everything after `synth` belongs to the generator's own parser
+        from reidlab.data import synthetic
+
+        return int(synthetic.main(argv[1:]) or 0)
+    # headless: figures drawn by commands (not by notebook kernels, which are separate processes)
+    from reidlab.viz import use_headless_backend
+
+    use_headless_backend()
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits on --help / bad usage; report it as a return code
+        return int(e.code or 0)
+    try:
+        return _COMMANDS[a.command](a)
+    except ValueError as e:  # e.g. a parameter given twice
+        _err(str(e))
+        return 2
