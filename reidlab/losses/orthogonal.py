@@ -1,0 +1,397 @@
+"""Orthogonality regularisers for features (O.F.) and conv weights (O.W.).
+
+ABD-Net (Chen et al., "ABD-Net: Attentive but Diverse Person Re-Identification", ICCV 2019) penalises the
+spread of the Gram spectrum, SVDO = beta * (lambda_max(M M^T) - lambda_min(M M^T))^2, with both extremes
+estimated by a couple of power iterations instead of an SVD. Features are reshaped C x (H*W) per sample,
+conv weights O x (C*k*k).
+
+Estimator (`power_iteration_extremes`), as described in the paper:
+  * lambda_1: from a fixed start vector q, repeat ``n_iter`` times ``p <- X q, q <- X p``; lambda_1 ~ |q| / |p|.
+  * lambda_min: the same iteration on ``Y = X - lambda_1 I`` gives the dominant eigenvalue mu of Y (which is
+    lambda_min - lambda_1 once lambda_1 is close to lambda_max); lambda_min ~ lambda_1 + mu, the sign of mu
+    taken from the Rayleigh quotient <p, Y p>.
+
+Two implementation choices keep this cheap (see benchmarks/bench_orth.py):
+  * Matrix-free products: ``X v = M (M^T v)`` costs 2*O*K multiply-adds; the Gram X itself (O*O*K) is
+    never formed. So the "rows" Gram (O x O) and the "columns" Gram (K x K) cost the same here; ``side``
+    is a semantic choice, not a speed one.
+  * ``grad="fixed_vectors"`` (default): the iterations run without autograd; the returned estimate
+    |X p| / |p| is then recomputed with gradient at the final vector p held constant. The *value* is exactly
+    the paper's |q| / |p|; the gradient drops the dependence of p on M. |X p| / |p| is stationary in p at an
+    eigenvector (it is the square root of the Rayleigh quotient of X^2), so the dropped term vanishes as the
+    iteration converges, and the backward pass costs two mat-vecs instead of the whole unrolled loop
+    (about 6x cheaper on ResNet-50). ``grad="unrolled"`` backpropagates through every iteration, as the
+    published code does.
+
+Gram side: when M has more rows than columns (O > K, e.g. an expanding 1x1 conv, or a C x (H*W) feature map
+with fewer positions than channels) the O x O Gram has rank <= K and lambda_min is a structural zero; the
+penalty then only shrinks lambda_max. ``side="smaller"`` uses the smaller Gram (K x K = M^T M, same nonzero
+spectrum), whose lambda_min is the smallest *nonzero* eigenvalue. ``side="rows"`` (default) is the paper's
+O x O Gram. `WeightOrthogonality.describe()` / `FeatureOrthogonality.describe()` record what was used.
+
+Start epoch: these modules have no notion of epochs; the engine decides from which epoch it adds them
+(config keys for O.F./O.W. start epochs live in the engine's RunConfig).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "power_iteration_extremes",
+    "dominant_eigenvalue",
+    "exact_extremes",
+    "svdo_distance",
+    "svdo_exact_distance",
+    "so_distance",
+    "srip_distance",
+    "none_distance",
+    "REGULARIZERS",
+    "WeightOrthogonality",
+    "FeatureOrthogonality",
+]
+
+SIDES = ("rows", "smaller")
+GRAD_MODES = ("fixed_vectors", "unrolled")
+_EPS = 1e-12
+
+_start_cache: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
+def _start_vector(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Deterministic unit start vector of length n (seeded Gaussian, cached).
+
+    A fixed Gaussian rather than ones: ones can be exactly orthogonal to the top eigenvector of
+    structured matrices (e.g. zero-mean rows), which a generic vector is not (with probability 1).
+    """
+    key = (n, dtype, device)
+    v = _start_cache.get(key)
+    if v is None:
+        g = torch.Generator().manual_seed(20190826 + n)
+        v = torch.randn(n, generator=g, dtype=torch.float64)
+        v = (v / v.norm()).to(device=device, dtype=dtype)
+        _start_cache[key] = v
+    return v
+
+
+def _check_matrix(M: Tensor, what: str = "M") -> Tensor:
+    if not isinstance(M, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(M).__name__}")
+    if M.dim() not in (2, 3):
+        raise ValueError(f"{what} must be 2-D (O, K) or batched 3-D (L, O, K); got shape {tuple(M.shape)}")
+    if M.shape[-1] == 0 or M.shape[-2] == 0:
+        raise ValueError(f"{what} has an empty dimension: shape {tuple(M.shape)}")
+    return M
+
+
+def _orient(M: Tensor, side: str) -> Tensor:
+    """Return the matrix whose *row* Gram is wanted: M itself, or M^T for side='smaller' when O > K."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    if side == "smaller" and M.shape[-2] > M.shape[-1]:
+        return M.transpose(-1, -2)
+    return M
+
+
+def _gram_mv(M: Tensor, v: Tensor, shift: Tensor | float | None = None) -> Tensor:
+    """(M M^T - shift I) v for batched M (L, O, K), v (L, O); matrix-free."""
+    out = torch.matmul(M, torch.matmul(M.transpose(-1, -2), v.unsqueeze(-1))).squeeze(-1)
+    if shift is not None:
+        s = shift.unsqueeze(-1) if isinstance(shift, Tensor) else shift
+        out = out - s * v
+    return out
+
+
+def _unit(v: Tensor) -> Tensor:
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_EPS)
+
+
+def _power(M: Tensor, n_iter: int, shift: Tensor | float | None, unrolled: bool) -> tuple[Tensor, Tensor]:
+    """Dominant eigenvalue magnitude |mu| of (M M^T - shift I) by `p <- Y q, q <- Y p`, and its sign.
+
+    Returns (|q| / |p| of the last step, sign of <p, Y p>); M is (L, O, K).
+    """
+    L, O, _ = M.shape
+    q = _start_vector(O, M.dtype, M.device).expand(L, O)
+    ctx = torch.enable_grad() if unrolled else torch.no_grad()
+    with ctx:
+        Mi = M if unrolled else M.detach()
+        si = shift if (unrolled or not isinstance(shift, Tensor)) else shift.detach()
+        p = q
+        for it in range(n_iter):
+            p = _unit(_gram_mv(Mi, q, si))
+            q_new = _gram_mv(Mi, p, si)
+            if it < n_iter - 1:
+                q = _unit(q_new)
+        if unrolled:
+            mag = torch.linalg.vector_norm(q_new, dim=-1)  # |q| / |p| with |p| = 1
+        sign = torch.where((p * q_new).sum(-1) > 0, 1.0, -1.0).to(M.dtype)
+    if not unrolled:
+        # The estimate |Y p| / |p| at the final (unit) p, recomputed with gradient w.r.t. M only.
+        mag = torch.linalg.vector_norm(_gram_mv(M, p, shift), dim=-1)
+    return mag, sign.detach()
+
+
+def dominant_eigenvalue(M: Tensor, n_iter: int = 2, *, shift: float = 0.0, side: str = "rows",
+                        grad: str = "fixed_vectors") -> Tensor:
+    """Signed dominant eigenvalue of (G - shift I), G the Gram of M (rows: M M^T), by power iteration.
+
+    M: (O, K) or (L, O, K). Returns a scalar or (L,). Used by SRIP (shift=1 gives sigma(G - I) up to sign).
+    """
+    _check_matrix(M)
+    squeeze = M.dim() == 2
+    A = _orient(M.unsqueeze(0) if squeeze else M, side)
+    _check_n_iter(n_iter)
+    _check_grad(grad)
+    mag, sign = _power(A, n_iter, shift if shift else None, grad == "unrolled")
+    out = sign * mag
+    return out[0] if squeeze else out
+
+
+def _check_n_iter(n_iter: int) -> None:
+    if not isinstance(n_iter, int) or n_iter < 1:
+        raise ValueError(f"n_iter must be an integer >= 1, got {n_iter!r}")
+
+
+def _check_grad(grad: str) -> None:
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+
+
+def power_iteration_extremes(M: Tensor, n_iter: int = 2, *, side: str = "rows",
+                             grad: str = "fixed_vectors") -> tuple[Tensor, Tensor]:
+    """Estimates (lambda_max, lambda_min) of the Gram M M^T by power iteration (ABD-Net, Chen et al. 2019).
+
+    Args:
+        M: (O, K) matrix, or a batch (L, O, K) of equally shaped matrices (one bmm per step for all L).
+        n_iter: iterations per eigenvalue; each iteration is ``p <- X q, q <- X p`` (2 Gram mat-vecs).
+        side: "rows" = the O x O Gram M M^T (paper); "smaller" = the smaller of M M^T and M^T M (same
+            nonzero spectrum; differs from "rows" only in lambda_min when O > K, where the O x O Gram has a
+            structural zero eigenvalue).
+        grad: "fixed_vectors" (default; gradient at the final iteration vector) or "unrolled".
+    Returns:
+        (lambda_max, lambda_min): scalars for 2-D M, (L,) tensors for 3-D M; same dtype as M.
+    Deterministic (fixed start vector). Zero matrices give (0, 0) with zero (finite) gradient.
+    """
+    _check_matrix(M)
+    _check_n_iter(n_iter)
+    _check_grad(grad)
+    squeeze = M.dim() == 2
+    A = _orient(M.unsqueeze(0) if squeeze else M, side)
+    unrolled = grad == "unrolled"
+    lam1, _ = _power(A, n_iter, None, unrolled)
+    mag, sign = _power(A, n_iter, lam1, unrolled)
+    lam_min = lam1 + sign * mag
+    if squeeze:
+        return lam1[0], lam_min[0]
+    return lam1, lam_min
+
+
+def _gram(M: Tensor) -> Tensor:
+    return torch.matmul(M, M.transpose(-1, -2))
+
+
+def exact_extremes(M: Tensor, *, side: str = "rows") -> tuple[Tensor, Tensor]:
+    """(lambda_max, lambda_min) of the Gram by `torch.linalg.eigvalsh` (the expensive reference)."""
+    _check_matrix(M)
+    squeeze = M.dim() == 2
+    A = _orient(M.unsqueeze(0) if squeeze else M, side)
+    ev = torch.linalg.eigvalsh(_gram(A))
+    lmax, lmin = ev[..., -1], ev[..., 0]
+    if squeeze:
+        return lmax[0], lmin[0]
+    return lmax, lmin
+
+
+# ---------------------------------------------------------------- regularisers: distance per matrix
+# Every regulariser maps a batch M (L, O, K) to a non-negative distance d (L,); the penalty is
+# beta * sum(d ** exponent). With exponent=2: svdo -> (lambda_max - lambda_min)^2 (paper), so -> ||G - I||_F^2
+# (Bansal et al., "Can We Gain More from Orthogonality Regularizations...", NeurIPS 2018),
+# srip -> sigma(G - I)^2; with exponent=1 srip is the SRIP of Bansal et al.
+
+def svdo_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "fixed_vectors") -> Tensor:
+    """|lambda_max - lambda_min| of the Gram by power iteration; (L,)."""
+    lmax, lmin = power_iteration_extremes(M, n_iter, side=side, grad=grad)
+    return (lmax - lmin).abs()
+
+
+def svdo_exact_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows",
+                        grad: str = "fixed_vectors") -> Tensor:
+    """lambda_max - lambda_min of the Gram by eigvalsh (reference; n_iter/grad unused); (L,)."""
+    lmax, lmin = exact_extremes(M, side=side)
+    return (lmax - lmin).clamp_min(0.0)
+
+
+def so_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "fixed_vectors") -> Tensor:
+    """||G - I||_F with G the chosen Gram; (L,). Computed through the smaller Gram S:
+    ||G - I||_F^2 = ||S||_F^2 - 2 ||M||_F^2 + n, n the size of G (||M M^T||_F = ||M^T M||_F)."""
+    A = _orient(M, side)
+    n = A.shape[-2]
+    small = A if A.shape[-2] <= A.shape[-1] else A.transpose(-1, -2)
+    S = _gram(small)
+    sq = S.pow(2).sum((-2, -1)) - 2.0 * A.pow(2).sum((-2, -1)) + n
+    # sqrt'(0) is infinite; the tiny floor keeps the gradient finite when M is exactly orthogonal.
+    return (sq.clamp_min(0.0) + _EPS).sqrt()
+
+
+def srip_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "fixed_vectors") -> Tensor:
+    """Spectral norm sigma(G - I) by power iteration on the symmetric G - I; (L,)."""
+    A = _orient(M, side)
+    mag, _ = _power(A, n_iter, 1.0, grad == "unrolled")
+    return mag
+
+
+def none_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "fixed_vectors") -> Tensor:
+    return M.new_zeros(M.shape[0])
+
+
+REGULARIZERS: dict[str, Callable[..., Tensor]] = {
+    "svdo": svdo_distance,
+    "svdo_exact": svdo_exact_distance,
+    "so": so_distance,
+    "srip": srip_distance,
+    "none": none_distance,
+}
+
+
+def _check_common(name: str, beta: float, exponent: float, side: str, n_iter: int, grad: str) -> None:
+    if name not in REGULARIZERS:
+        raise ValueError(f"unknown orthogonality regulariser {name!r}; choose one of {sorted(REGULARIZERS)}")
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    if not exponent > 0:
+        raise ValueError(f"exponent must be > 0, got {exponent!r}")
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    _check_n_iter(n_iter)
+    _check_grad(grad)
+
+
+def _distances(name: str, M: Tensor, n_iter: int, side: str, grad: str) -> Tensor:
+    # float32 and autocast off: the Gram spectrum of a half-precision weight overflows/loses digits.
+    dev = M.device.type
+    with torch.autocast(device_type=dev if dev in ("cuda", "cpu") else "cpu", enabled=False):
+        return REGULARIZERS[name](M.float(), n_iter=n_iter, side=side, grad=grad)
+
+
+def _gram_side(rows: int, cols: int, side: str) -> str:
+    return "columns" if (side == "smaller" and rows > cols) else "rows"
+
+
+class WeightOrthogonality:
+    """O.W.: beta * sum over EVERY nn.Conv2d of d(W)^exponent, W reshaped O x (C*k*k).
+
+    Layers are found with ``model.modules()`` (all nesting levels, incl. ResNet downsample convs), not only
+    inside nn.Sequential. Equally shaped weights are stacked and regularised with one batched product per
+    power-iteration step. Call with no arguments: ``loss_ow = ow()`` (already multiplied by beta).
+    """
+
+    def __init__(self, model: nn.Module, name: str = "svdo", beta: float = 1e-3, exponent: float = 2,
+                 side: str = "rows", n_iter: int = 2, grad: str = "fixed_vectors") -> None:
+        _check_common(name, beta, exponent, side, n_iter, grad)
+        self.name, self.beta, self.exponent = name, float(beta), exponent
+        self.side, self.n_iter, self.grad = side, n_iter, grad
+        self.layers: list[tuple[str, nn.Conv2d]] = [
+            (n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
+        ]
+        groups: OrderedDict[tuple[int, int], list[int]] = OrderedDict()
+        for i, (_, conv) in enumerate(self.layers):
+            w = conv.weight
+            groups.setdefault((w.shape[0], w[0].numel()), []).append(i)
+        self.groups = groups
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def _group_distances(self) -> list[tuple[list[int], Tensor]]:
+        out = []
+        for (o, k), idx in self.groups.items():
+            ws = [self.layers[i][1].weight.reshape(o, k) for i in idx]
+            M = ws[0].unsqueeze(0) if len(ws) == 1 else torch.stack(ws)
+            out.append((idx, _distances(self.name, M, self.n_iter, self.side, self.grad)))
+        return out
+
+    def __call__(self) -> Tensor:
+        if not self.layers:
+            return torch.zeros(())
+        dev = self.layers[0][1].weight.device
+        if self.name == "none" or self.beta == 0:
+            return torch.zeros((), device=dev)
+        total = torch.zeros((), device=dev)
+        for _, d in self._group_distances():
+            total = total + d.pow(self.exponent).sum()
+        return self.beta * total
+
+    @torch.no_grad()
+    def layer_distances(self) -> dict[str, float]:
+        """Per-layer distance d (before exponent and beta), keyed by module name; for plots."""
+        res: dict[str, float] = {}
+        for idx, d in self._group_distances():
+            for i, v in zip(idx, d.tolist()):
+                res[self.layers[i][0]] = v
+        return {n: res[n] for n, _ in self.layers}
+
+    def describe(self) -> dict:
+        sides = {"rows": 0, "columns": 0}
+        deficient = 0
+        for _, conv in self.layers:
+            o, k = conv.weight.shape[0], conv.weight[0].numel()
+            sides[_gram_side(o, k, self.side)] += 1
+            deficient += int(o > k)
+        return {
+            "class": type(self).__name__, "name": self.name, "beta": self.beta, "exponent": self.exponent,
+            "side": self.side, "n_iter": self.n_iter, "grad": self.grad, "num_layers": self.num_layers,
+            "num_groups": len(self.groups), "gram_side_counts": sides,
+            "layers_with_more_rows_than_columns": deficient,
+            "matrix": "O x (C*k*k) per nn.Conv2d (all modules)",
+        }
+
+
+class FeatureOrthogonality:
+    """O.F.: beta * sum over taps of reduce_b d(F_b)^exponent, F_b the C x (H*W) map of sample b.
+
+    ``reduction="mean"`` averages over samples (batch-size independent). The published ABD-Net code uses
+    sum / (B / 32) = 32 x mean with exponent 1; pass beta accordingly to match it.
+    """
+
+    def __init__(self, name: str = "svdo", beta: float = 1e-6, exponent: float = 1, n_iter: int = 2,
+                 side: str = "rows", grad: str = "fixed_vectors", reduction: str = "mean") -> None:
+        _check_common(name, beta, exponent, side, n_iter, grad)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.name, self.beta, self.exponent = name, float(beta), exponent
+        self.side, self.n_iter, self.grad, self.reduction = side, n_iter, grad, reduction
+        self.last_taps: list[dict] = []
+
+    def __call__(self, taps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        if isinstance(taps, Tensor):
+            taps = [taps]
+        if len(taps) == 0:
+            return torch.zeros(())
+        info = []
+        total = torch.zeros((), device=taps[0].device)
+        for i, t in enumerate(taps):
+            if t.dim() != 4:
+                raise ValueError(f"O.F. tap {i} must be (B, C, H, W), got shape {tuple(t.shape)}")
+            B, C, H, W = t.shape
+            info.append({"shape": [C, H * W], "gram": _gram_side(C, H * W, self.side),
+                         "rank_deficient_rows": C > H * W})
+            if self.name == "none" or self.beta == 0:
+                continue
+            d = _distances(self.name, t.reshape(B, C, H * W), self.n_iter, self.side, self.grad)
+            v = d.pow(self.exponent)
+            total = total + (v.mean() if self.reduction == "mean" else v.sum())
+        self.last_taps = info
+        return self.beta * total
+
+    def describe(self) -> dict:
+        return {
+            "class": type(self).__name__, "name": self.name, "beta": self.beta, "exponent": self.exponent,
+            "side": self.side, "n_iter": self.n_iter, "grad": self.grad, "reduction": self.reduction,
+            "matrix": "C x (H*W) per sample", "last_taps": self.last_taps,
+        }
