@@ -350,7 +350,9 @@ class TemplateMaskFusion(Fusion):
             g, alpha, beta = self.fuse_pair(fi, fj)
             ab = torch.cat([alpha, beta], dim=1).reshape(B, pairs, 2, H, W)
             masks.append(ab)
-            frac = (ab / ab.sum(2, keepdim=True).clamp_min(self.eps)).mean(dim=(3, 4))  # (B, pairs, 2)
+            tot = ab.sum(2, keepdim=True)
+            # both masks 0 (cos mode, anti-aligned pair): neither frame is preferred -> 1/2 each
+            frac = torch.where(tot > self.eps, ab / tot.clamp_min(self.eps), 0.5).mean(dim=(3, 4))  # (B, P, 2)
             sp = share[:, 0:2 * pairs].reshape(B, pairs, 2, T)
             new_share = (frac.unsqueeze(-1) * sp).sum(2)
             new_nodes = g.reshape(B, pairs, C, H, W)
