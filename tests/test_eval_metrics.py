@@ -148,14 +148,23 @@ def test_equals_plain_loop(seed, ap_mode):
     assert abs(r.mAP - mAP) < 1e-6 and abs(r.mINP - mINP) < 1e-6
 
 
-def test_small_blocks_equal_one_block(monkeypatch):
+@pytest.mark.parametrize("dense_fraction", [0.0, 0.25, 2.0])  # all rows per-row / mixed / vectorised
+def test_small_blocks_and_both_ranking_paths_equal_plain(monkeypatch, dense_fraction):
     import reidlab.eval.metrics as m
-    d, qp, gp, qc, gc = random_case(11, num_q=50)
-    full = evaluate(d, qp, gp, qc, gc)
-    monkeypatch.setattr(m, "_BLOCK_ENTRIES", 3 * d.shape[1] + 5)  # 3 query rows per block
-    small = evaluate(d, qp, gp, qc, gc)
-    np.testing.assert_array_equal(full.ap, small.ap)
-    np.testing.assert_array_equal(full.cmc, small.cmc)
+    monkeypatch.setattr(m, "_DENSE_FRACTION", dense_fraction)
+    for seed, ties in ((11, False), (12, True)):
+        d, qp, gp, qc, gc = random_case(seed, num_q=50, signal=0.4)
+        if ties:
+            d = np.round(d, 1)
+        ref_cmc, _, ref_minp, ref_ap, _ = plain_evaluate(d, qp, gp, qc, gc)
+        full = evaluate(d, qp, gp, qc, gc)
+        monkeypatch.setattr(m, "_BLOCK_ENTRIES", 3 * d.shape[1] + 5)  # 3 query rows per block
+        small = evaluate(d, qp, gp, qc, gc)
+        monkeypatch.setattr(m, "_BLOCK_ENTRIES", 1 << 22)
+        for r in (full, small):
+            np.testing.assert_allclose(r.ap, ref_ap, atol=1e-12)
+            np.testing.assert_allclose(r.cmc, ref_cmc, atol=1e-12)
+            assert abs(r.mINP - ref_minp) < 1e-12
 
 
 # ------------------------------------------------------------------------------------ ties
