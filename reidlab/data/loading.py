@@ -40,7 +40,7 @@ def read_image(path: str) -> np.ndarray:
     """Decode an image file to uint8 RGB ``(H, W, 3)``; errors name the file."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy (np.asarray of PIL is read-only)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -223,7 +223,7 @@ class ImageDataset(_EpochMixin, Dataset):
     def __getitem__(self, index: int):
         s = self.samples[index]
         img = self.cache.get(s.path) if self.cache is not None else read_image(s.path)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)  # copy: cached frames are read-only
         _, torch_seed = _item_seeds(self.seed, self.epoch, index)
         return _apply(self.transform, x, torch_seed), s.pid, s.camid
 

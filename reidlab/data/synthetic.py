@@ -479,8 +479,7 @@ class _Pose:
 
 
 def _render(ind: Identity, pose: _Pose, cam: Camera, h: int, w: int, bg_offset: float,
-            corruption: dict | None, other: Identity | None, noise_rng: np.random.Generator,
-            camera_strength: float) -> Image.Image:
+            corruption: dict | None, other: Identity | None, noise_rng: np.random.Generator) -> Image.Image:
     img = _background(cam, h, w, bg_offset)
     hp = 0.86 * h * cam.scale * ind.height * pose.scale
     cx = w / 2 + pose.dx
@@ -824,7 +823,7 @@ def _write_world(root: Path, k: dict) -> dict:
             if ind is None:
                 img = _render_junk(cam, h, w, bg_off, junk_mode, identities, frng, k)
             else:
-                img = _render(ind, pose, cam, h, w, bg_off, params, other, frng, k["camera_strength"])
+                img = _render(ind, pose, cam, h, w, bg_off, params, other, frng)
             img.save(folder / name, **save_kw)
             names[plan.split].append(name)
             if params is not None:
@@ -910,7 +909,7 @@ def load_synthetic(root: str | Path | None = None, *, mars_gallery: str = "remai
                             name="synthetic", folder_names=("synthetic",))
 
 
-def render_gallery(root: str | Path, out_png: str | Path, *, ids: int = 4, max_frames: int = 10, split: str = "test",
+def render_gallery(root: str | Path, out_png: str | Path, *, ids: int = 3, max_frames: int = 10, split: str = "test",
                    zoom: int = 3, seed: int = 0) -> Path:
     """Draw example tracklets to a PNG: rows = tracklets of ``ids`` identities across cameras, corrupted
     frames outlined in red with their kind written below. Returns ``out_png``."""
