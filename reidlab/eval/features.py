@@ -42,4 +42,5 @@ def evaluate_features(qf: Any, gf: Any, q_pids: Any, g_pids: Any, q_camids: Any,
         blocks = src.iter_query_chunks(int(rows))
     for q0, block in blocks:
         ev.add(block, q0)
+        del block  # drop it before the generator computes the next one: one block alive at a time
     return ev.result()

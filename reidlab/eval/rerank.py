@@ -50,19 +50,26 @@ class FeaturePoints:
         self.N = self.Q + self.G
 
     def _take(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.src
-        it = torch.as_tensor(idx, device=s.qf.device)
-        isq = it < self.Q
-        f = torch.empty((len(idx), s.qf.shape[1]), dtype=s.qf.dtype, device=s.qf.device)
-        aux = torch.empty(len(idx), dtype=s.q_aux.dtype, device=s.qf.device)
-        f[isq], aux[isq] = s.qf[it[isq]], s.q_aux[it[isq]]
-        f[~isq], aux[~isq] = s.gf[it[~isq] - self.Q], s.g_aux[it[~isq] - self.Q]
+        """Features and aux of points idx (queries first, then gallery)."""
+        s, dev = self.src, self.src.qf.device
+        f = torch.empty((len(idx), s.qf.shape[1]), dtype=s.qf.dtype, device=dev)
+        aux = torch.empty(len(idx), dtype=s.q_aux.dtype, device=dev)
+        for sel, feats, faux, off in ((idx < self.Q, s.qf, s.q_aux, 0), (idx >= self.Q, s.gf, s.g_aux, self.Q)):
+            where = torch.as_tensor(np.flatnonzero(sel), device=dev)
+            src_idx = torch.as_tensor(idx[sel] - off, device=dev)
+            f.index_copy_(0, where, feats.index_select(0, src_idx))
+            aux.index_copy_(0, where, faux.index_select(0, src_idx))
         return f, aux
 
     def rows(self, i0: int, i1: int) -> torch.Tensor:
         """(i1 - i0, N) squared distances of points i0..i1-1 to all points."""
         s = self.src
-        a, a_aux = self._take(np.arange(i0, i1))
+        if i1 <= self.Q:  # contiguous ranges are views, no gather
+            a, a_aux = s.qf[i0:i1], s.q_aux[i0:i1]
+        elif i0 >= self.Q:
+            a, a_aux = s.gf[i0 - self.Q:i1 - self.Q], s.g_aux[i0 - self.Q:i1 - self.Q]
+        else:
+            a, a_aux = self._take(np.arange(i0, i1))
         out = torch.empty((i1 - i0, self.N), dtype=s.qf.dtype, device=s.qf.device)
         out[:, :self.Q] = s.block(a, a_aux, s.qf, s.q_aux, squared=True)
         out[:, self.Q:] = s.block(a, a_aux, s.gf, s.g_aux, squared=True)
@@ -235,7 +242,7 @@ def rerank_blocks(pts, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
     Vg = V[Q:].tocsc()  # column k -> gallery rows g with V[g, k] != 0
     col_nnz = np.diff(Vg.indptr)
     rows = chunk_rows or chunk_rows_for(memory_budget_bytes, G, 8, copies=3)
-    max_pairs = max(1 << 20, memory_budget_bytes // 64)
+    max_pairs = max(1 << 18, memory_budget_bytes // 256)  # ~6 scratch arrays of 8 bytes per pair
     lam = float(lambda_value)
     for q0 in range(0, Q, rows):
         q1 = min(Q, q0 + rows)
@@ -256,12 +263,23 @@ def rerank_blocks(pts, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
             pos = Vg.indptr[kcol[rep]] + (np.arange(len(rep)) - np.repeat(first, c))
             smin += np.bincount(qr[rep] * G + Vg.indices[pos], weights=np.minimum(a[rep], Vg.data[pos]),
                                 minlength=B * G)
+            del rep, first, pos
             start = stop
-        smin = smin.reshape(B, G)
-        jac = 1.0 - smin / (2.0 - smin)
+        # final = (1 - lam) * (1 - smin / (2 - smin)) + lam * d, in place: ~3 (B, G) buffers at peak
+        out = smin.reshape(B, G)
+        den = 2.0 - out
+        np.divide(out, den, out=out)
+        del den
+        np.subtract(1.0, out, out=out)
+        out *= 1.0 - lam
         scale = np.where(rowmax[q0:q1] > 0, rowmax[q0:q1], 1.0)
-        d = pts.query_gallery(q0, q1) / scale[:, None]
-        yield q0, (1.0 - lam) * jac + lam * d
+        d = pts.query_gallery(q0, q1)
+        d /= scale[:, None]
+        d *= lam
+        out += d
+        del d, smin
+        yield q0, out
+        del out
 
 
 def re_ranking(q_g_dist: Any, q_q_dist: Any, g_g_dist: Any, k1: int = 20, k2: int = 6,
