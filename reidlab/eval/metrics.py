@@ -30,8 +30,10 @@ of queries we sort only the few hit distances, keep the valid non-matches whose 
 exceed the query's last hit (one vectorised comparison over the block), and place each of them
 between the sorted hits with a vectorised binary search; a ``bincount`` then gives every hit's rank.
 Work is O(Q*G) comparisons plus O(E log K) for the E kept entries (K = hits per query), against
-O(Q*G log G) for sorting. A query where a non-match has exactly the distance of one of its hits is
-re-done with a stable sort, so the tie rule above holds exactly.
+O(Q*G log G) for sorting. Rows that keep more than a quarter of the gallery (weak models) instead
+run one ``np.searchsorted`` of the whole row into their sorted hits. A query where a non-match has
+exactly the distance of one of its hits is re-done with a stable sort, so the tie rule above holds
+exactly. Scratch memory is bounded by working on blocks of ~4M distance entries.
 """
 
 from __future__ import annotations
@@ -394,10 +396,15 @@ def evaluate(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: An
     """Evaluate a query x gallery distance matrix (smaller = more similar).
 
     distmat: (Q, G) numpy array or torch tensor, finite. q_pids/q_camids: (Q,), g_pids/g_camids: (G,)
-    integer arrays. protocol: "market1501" (see module docstring) or "cuhk03" (single-gallery-shot
-    CMC averaged over 10 random draws seeded by ``seed``, one gallery entry per identity among the
-    valid entries; AP/mAP/mINP as in market1501, like the toolboxes' cuhk03 evaluation).
+    integer arrays. protocol: "market1501" (see module docstring) or "cuhk03": single-gallery-shot
+    CMC, averaged over 10 draws of one gallery entry per identity among the query's valid entries
+    (its own identity: one of its hits); AP/mAP/mINP as in market1501, like the toolboxes' cuhk03
+    evaluation. Draws for query i come from ``numpy.random.default_rng([seed, i])``: u (10, P) for
+    the P gallery pids in ascending order, then u_hit (10,); the sample is the floor(u * count)-th
+    entry of the identity by gallery index. Hence reproducible and independent of chunking.
     ap_mode: "toolbox" or "official" (Market-1501 MATLAB trapezoid AP).
+    Ties: lower gallery index ranks first. max_rank > gallery size: the CMC is padded with its
+    last value (length stays max_rank).
     Raises ValueError on shape/length mismatch, NaN/inf, empty query/gallery, no valid query,
     max_rank < 1, unknown protocol/ap_mode.
     """
