@@ -38,7 +38,7 @@ exactly. Scratch memory is bounded by working on blocks of ~4M distance entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,7 +76,6 @@ class EvalResult:
     valid_queries: np.ndarray
     protocol: str = "market1501"
     ap_mode: str = "toolbox"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rank1(self) -> float:
