@@ -279,41 +279,83 @@ def _make_camera(rng: np.random.Generator, strength: float, clutter: float) -> C
 # ----------------------------------------------------------------------------------------------
 
 
+class _Shape:
+    """Signed distance ``d`` (body units) of a shape over the pixel window ``rows x cols`` it can touch;
+    ``bx``/``by`` are that window's body coordinates (broadcastable column/row vectors)."""
+
+    __slots__ = ("rows", "cols", "bx", "by", "d")
+
+    def __init__(self, rows: slice, cols: slice, bx: np.ndarray, by: np.ndarray, d: np.ndarray):
+        self.rows, self.cols, self.bx, self.by, self.d = rows, cols, bx, by, d
+
+
 class _Canvas:
-    """Float RGB canvas (H, W, 3) and the pixel -> body-unit mapping of the person being drawn."""
+    """Float RGB canvas (H, W, 3) and the pixel -> body-unit mapping of the person being drawn.
+
+    Shapes are evaluated only over the pixels of their bounding box (plus an anti-aliasing margin),
+    which keeps drawing cheap: most limbs cover a few percent of the frame.
+    """
 
     def __init__(self, img: np.ndarray, cx: float, top: float, hp: float, mirror: bool):
         self.img = img
         h, w = img.shape[:2]
-        ys = (np.arange(h, dtype=np.float32) + 0.5 - top) / hp
+        self.ys = (np.arange(h, dtype=np.float32) + 0.5 - top) / hp
         xs = (np.arange(w, dtype=np.float32) + 0.5 - cx) / hp
-        if mirror:
-            xs = -xs
-        self.bx, self.by = np.meshgrid(xs, ys)
+        self.xs = -xs if mirror else xs
         self.hp = hp
+        self.margin = 1.5 / hp
 
-    def coverage(self, d: np.ndarray) -> np.ndarray:
-        return np.clip(0.5 - d * self.hp, 0.0, 1.0)
+    def _window(self, x0: float, x1: float, y0: float, y1: float):
+        m = self.margin
+        r0 = int(np.searchsorted(self.ys, y0 - m, "left"))
+        r1 = int(np.searchsorted(self.ys, y1 + m, "right"))
+        cols = np.flatnonzero((self.xs >= x0 - m) & (self.xs <= x1 + m))
+        if r1 <= r0 or cols.size == 0:
+            return None
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1
+        return slice(r0, r1), slice(c0, c1), self.xs[c0:c1][None, :], self.ys[r0:r1][:, None]
 
-    def paint(self, alpha: np.ndarray, colour) -> None:
-        a = alpha[..., None]
-        self.img *= 1.0 - a
-        self.img += a * colour
+    def coverage(self, shape: _Shape) -> np.ndarray:
+        return np.clip(0.5 - shape.d * self.hp, 0.0, 1.0)
+
+    def fill(self, shape: _Shape | None, colour, alpha: np.ndarray | None = None) -> None:
+        """Blend ``colour`` (RGB, or an array over the shape's window) with the shape's coverage
+        (times ``alpha`` when given)."""
+        if shape is None:
+            return
+        a = self.coverage(shape) if alpha is None else self.coverage(shape) * alpha
+        a = a[..., None]
+        view = self.img[shape.rows, shape.cols]
+        view *= 1.0 - a
+        view += a * colour
 
     # shapes -------------------------------------------------------------------------------
-    def capsule(self, p0, p1, r) -> np.ndarray:
+    def capsule(self, p0, p1, r) -> _Shape | None:
+        win = self._window(min(p0[0], p1[0]) - r, max(p0[0], p1[0]) + r, min(p0[1], p1[1]) - r, max(p0[1], p1[1]) + r)
+        if win is None:
+            return None
+        rows, cols, bx, by = win
         ax, ay = p0
         dx, dy = p1[0] - ax, p1[1] - ay
-        px, py = self.bx - ax, self.by - ay
+        px, py = bx - ax, by - ay
         t = np.clip((px * dx + py * dy) / max(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
-        return np.hypot(px - t * dx, py - t * dy) - r
+        return _Shape(rows, cols, bx, by, np.hypot(px - t * dx, py - t * dy) - r)
 
-    def ellipse(self, c, a, b) -> np.ndarray:
-        k = np.hypot((self.bx - c[0]) / a, (self.by - c[1]) / b)
-        return (k - 1.0) * min(a, b)
+    def ellipse(self, c, a, b) -> _Shape | None:
+        win = self._window(c[0] - a, c[0] + a, c[1] - b, c[1] + b)
+        if win is None:
+            return None
+        rows, cols, bx, by = win
+        k = np.hypot((bx - c[0]) / a, (by - c[1]) / b)
+        return _Shape(rows, cols, bx, by, (k - 1.0) * min(a, b))
 
-    def polygon(self, pts) -> np.ndarray:
+    def polygon(self, pts) -> _Shape | None:
         """Convex polygon, vertices clockwise in image coordinates (y down)."""
+        xs_, ys_ = [p[0] for p in pts], [p[1] for p in pts]
+        win = self._window(min(xs_), max(xs_), min(ys_), max(ys_))
+        if win is None:
+            return None
+        rows, cols, bx, by = win
         d = None
         n = len(pts)
         for i in range(n):
@@ -321,9 +363,9 @@ class _Canvas:
             ex, ey = x1 - x0, y1 - y0
             ln = math.hypot(ex, ey) or 1e-9
             nx, ny = ey / ln, -ex / ln  # outward normal for clockwise order with y down
-            di = (self.bx - x0) * nx + (self.by - y0) * ny
+            di = (bx - x0) * nx + (by - y0) * ny
             d = di if d is None else np.maximum(d, di)
-        return d
+        return _Shape(rows, cols, bx, by, d)
 
 
 def _limb(origin, angle, length):
@@ -365,91 +407,91 @@ def _draw_person(cv: _Canvas, ind: Identity, phase: float) -> None:
 
     # legs and shoes
     for hip, knee, foot, side in legs:
-        cv.paint(cv.coverage(cv.capsule(hip, knee, ind.r_leg)), leg_colour("thigh"))
-        cv.paint(cv.coverage(cv.capsule(knee, foot, ind.r_leg * 0.9)), leg_colour("shin"))
+        cv.fill(cv.capsule(hip, knee, ind.r_leg), leg_colour("thigh"))
+        cv.fill(cv.capsule(knee, foot, ind.r_leg * 0.9), leg_colour("shin"))
         if ind.lower_stripe and ind.lower_type == "trousers":
             off = side * ind.r_leg * 0.55
-            cv.paint(cv.coverage(cv.capsule((hip[0] + off, hip[1]), (foot[0] + off, foot[1] - 0.02), ind.r_leg * 0.25)),
-                     ind.upper2)
+            cv.fill(cv.capsule((hip[0] + off, hip[1]), (foot[0] + off, foot[1] - 0.02), ind.r_leg * 0.25),
+                    ind.upper2)
         toe = (foot[0] + 0.035, foot[1] + 0.005)
-        cv.paint(cv.coverage(cv.capsule((foot[0] - 0.01, foot[1]), toe, ind.r_leg * 0.75)), ind.shoes)
+        cv.fill(cv.capsule((foot[0] - 0.01, foot[1]), toe, ind.r_leg * 0.75), ind.shoes)
 
     # hips / lower garment top
     hips = cv.polygon([(-ind.waist, waist_y - 0.01), (ind.waist, waist_y - 0.01), (ind.hip + ind.r_leg, hip_y + 0.05),
                        (-ind.hip - ind.r_leg, hip_y + 0.05)])
-    cv.paint(cv.coverage(hips), ind.lower)
+    cv.fill(hips, ind.lower)
     if ind.lower_type == "skirt":
         hem = waist_y + 0.22
         skirt = cv.polygon([(-ind.waist, waist_y), (ind.waist, waist_y), (ind.waist + 0.05, hem), (-ind.waist - 0.05, hem)])
-        cv.paint(cv.coverage(skirt), ind.lower)
+        cv.fill(skirt, ind.lower)
 
     # backpack body peeks out on one side, behind the torso
     if ind.bag == "backpack":
         bx0 = ind.bag_side * (ind.shoulder - 0.01)
         pack = cv.polygon([(bx0 - 0.06, sh_y + 0.03), (bx0 + 0.06, sh_y + 0.03), (bx0 + 0.06, sh_y + 0.25),
                            (bx0 - 0.06, sh_y + 0.25)])
-        cv.paint(cv.coverage(pack), ind.bag_colour * 0.85)
+        cv.fill(pack, ind.bag_colour * 0.85)
     if ind.long_hair:
-        cv.paint(cv.coverage(cv.capsule((0, head_r + bob), (0, sh_y + 0.08), head_r * 1.02)), ind.hair)
+        cv.fill(cv.capsule((0, head_r + bob), (0, sh_y + 0.08), head_r * 1.02), ind.hair)
 
     # torso with its pattern
-    torso_d = cv.polygon([(-ind.shoulder, sh_y), (ind.shoulder, sh_y), (ind.waist, waist_y + 0.01),
-                          (-ind.waist, waist_y + 0.01)])
-    torso_a = cv.coverage(torso_d)
+    torso = cv.polygon([(-ind.shoulder, sh_y), (ind.shoulder, sh_y), (ind.waist, waist_y + 0.01),
+                        (-ind.waist, waist_y + 0.01)])
     pattern = ind.upper_pattern
-    if pattern == "solid":
+    if pattern == "solid" or torso is None:
         col = ind.upper
     else:
+        bx, by = torso.bx, torso.by
         if pattern == "hstripes":
-            m = (np.floor((cv.by - sh_y) / ind.period) % 2) == 1
+            m = (np.floor((by - sh_y) / ind.period) % 2) == 1
         elif pattern == "vsplit":
-            m = cv.bx > 0
+            m = bx > 0
         elif pattern == "check":
-            m = ((np.floor(cv.by / ind.period) + np.floor(cv.bx / ind.period)) % 2) == 1
+            m = ((np.floor(by / ind.period) + np.floor(bx / ind.period)) % 2) == 1
         elif pattern == "print":
-            m = (np.abs(cv.bx) < 0.05) & (cv.by > sh_y + 0.06) & (cv.by < sh_y + 0.15)
+            m = (np.abs(bx) < 0.05) & (by > sh_y + 0.06) & (by < sh_y + 0.15)
         else:  # band across the chest
-            m = (cv.by > sh_y + 0.08) & (cv.by < sh_y + 0.16)
+            m = (by > sh_y + 0.08) & (by < sh_y + 0.16)
         col = np.where(m[..., None], ind.upper2, ind.upper)
-    cv.paint(torso_a, col)
+    cv.fill(torso, col)
     if ind.bag in ("backpack", "shoulder"):
         # straps over the chest (two for a backpack, one diagonal for a shoulder bag)
         if ind.bag == "backpack":
             for sx in (-0.055, 0.055):
-                cv.paint(cv.coverage(cv.capsule((sx, sh_y), (sx * 0.9, sh_y + 0.2), 0.012)), ind.bag_colour)
+                cv.fill(cv.capsule((sx, sh_y), (sx * 0.9, sh_y + 0.2), 0.012), ind.bag_colour)
         else:
             far = -ind.bag_side * ind.shoulder * 0.8
             near = ind.bag_side * (ind.waist + 0.03)
-            cv.paint(cv.coverage(cv.capsule((far, sh_y), (near, waist_y - 0.02), 0.011)), ind.bag_colour)
+            cv.fill(cv.capsule((far, sh_y), (near, waist_y - 0.02), 0.011), ind.bag_colour)
 
     # arms (sleeves) and hands
     for shoulder, elbow, hand, side in arms:
-        cv.paint(cv.coverage(cv.capsule(shoulder, elbow, ind.r_arm)), ind.upper)
-        cv.paint(cv.coverage(cv.capsule(elbow, hand, ind.r_arm * 0.9)), ind.upper if ind.long_sleeves else ind.skin)
-        cv.paint(cv.coverage(cv.ellipse(hand, ind.r_arm * 1.0, ind.r_arm * 1.1)), ind.skin)
+        cv.fill(cv.capsule(shoulder, elbow, ind.r_arm), ind.upper)
+        cv.fill(cv.capsule(elbow, hand, ind.r_arm * 0.9), ind.upper if ind.long_sleeves else ind.skin)
+        cv.fill(cv.ellipse(hand, ind.r_arm * 1.0, ind.r_arm * 1.1), ind.skin)
         if ind.bag == "hand" and side == ind.bag_side:
             hb = cv.polygon([(hand[0] - 0.05, hand[1] + 0.01), (hand[0] + 0.05, hand[1] + 0.01),
                              (hand[0] + 0.055, hand[1] + 0.12), (hand[0] - 0.055, hand[1] + 0.12)])
-            cv.paint(cv.coverage(hb), ind.bag_colour)
+            cv.fill(hb, ind.bag_colour)
     if ind.bag == "shoulder":
         bx0 = ind.bag_side * (ind.waist + 0.04)
         sb = cv.polygon([(bx0 - 0.05, waist_y - 0.04), (bx0 + 0.05, waist_y - 0.04), (bx0 + 0.05, waist_y + 0.06),
                          (bx0 - 0.05, waist_y + 0.06)])
-        cv.paint(cv.coverage(sb), ind.bag_colour)
+        cv.fill(sb, ind.bag_colour)
 
     # neck, head, hair, hat
-    cv.paint(cv.coverage(cv.capsule((0, neck_y - 0.02), (0, sh_y), head_r * 0.45)), ind.skin)
+    cv.fill(cv.capsule((0, neck_y - 0.02), (0, sh_y), head_r * 0.45), ind.skin)
     head_c = (0.0, head_r + bob)
-    head_a = cv.coverage(cv.ellipse(head_c, head_r * 0.82, head_r))
-    cv.paint(head_a, ind.skin)
-    hair_a = head_a * np.clip((head_c[1] - 0.25 * head_r - cv.by) * cv.hp + 0.5, 0.0, 1.0)
-    cv.paint(hair_a, ind.hair)
+    head = cv.ellipse(head_c, head_r * 0.82, head_r)
+    cv.fill(head, ind.skin)
+    if head is not None:  # hair: the top of the head
+        cv.fill(head, ind.hair, np.clip((head_c[1] - 0.25 * head_r - head.by) * cv.hp + 0.5, 0.0, 1.0))
     if ind.hat is not None:
         cap = cv.ellipse((0.0, head_c[1] - 0.2 * head_r), head_r * 0.92, head_r * 0.85)
-        cap_a = cv.coverage(cap) * np.clip((head_c[1] - 0.1 * head_r - cv.by) * cv.hp + 0.5, 0.0, 1.0)
-        cv.paint(cap_a, ind.hat)
+        if cap is not None:
+            cv.fill(cap, ind.hat, np.clip((head_c[1] - 0.1 * head_r - cap.by) * cv.hp + 0.5, 0.0, 1.0))
         brim = cv.capsule((-head_r * 0.9, head_c[1] - 0.1 * head_r), (head_r * 1.3, head_c[1] - 0.1 * head_r), 0.008)
-        cv.paint(cv.coverage(brim), ind.hat * 0.8)
+        cv.fill(brim, ind.hat * 0.8)
 
 
 def _background(cam: Camera, h: int, w: int, offset: float) -> np.ndarray:

@@ -19,7 +19,17 @@ from reidlab.data.datasets.mars import load_mars
 from reidlab.data.datasets.msmt17 import load_msmt17
 from reidlab.data.datasets.prid2011 import load_prid2011
 from reidlab.data.records import ReIDDataset
-from reidlab.data.synthetic import load_synthetic
+
+
+def load_synthetic(root: str | Path | None = None, *, verbose: bool = True, **options) -> ReIDDataset:
+    """Read (generating it if missing) a synthetic world: :func:`reidlab.data.synthetic.load_synthetic`.
+
+    Imported on call so that ``python -m reidlab.data.synthetic`` does not import the module twice.
+    """
+    from reidlab.data.synthetic import load_synthetic as _load
+
+    return _load(root, verbose=verbose, **options)
+
 
 DATASETS: dict[str, Callable[..., ReIDDataset]] = {
     "mars": load_mars,
