@@ -350,7 +350,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             for k in value:
                 if not isinstance(k, str):
                     raise ConfigError(f"config key '{key}' must have string keys, got {k!r}")
-            return copy.deepcopy(dict(value))
+            # JSON-plain (tuples -> lists) so a config equals its own JSON/YAML round trip
+            return _plain(copy.deepcopy(dict(value)))
     else:  # pragma: no cover - every annotation above is one of these
         raise TypeError(f"unsupported config annotation {tp!r} for {key}")
     raise ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {type(value).__name__} ({value!r})")

@@ -223,7 +223,7 @@ def test_full_disk_fails_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(T._Run, "_train_epoch", lambda *a, **k: pytest.fail("trained despite a full disk"))
     with pytest.raises(T.PreflightError, match="disk space"):
         T.train(cfg, progress=False)
-    assert not (cfg.run_dir / "checkpoints").exists()
+    assert not (cfg.run_dir / "checkpoints" / "last.pt").exists()
 
 
 def test_budget_stops_after_epoch_then_resumes(tmp_path):
@@ -354,3 +354,14 @@ def test_single_frame_tracklets_are_finite():
 def test_status_json_is_plain_json(reference):
     _, rec = reference
     json.loads((rec.run_dir / "status.json").read_text())
+
+
+def test_a_run_id_in_training_elsewhere_is_refused(tmp_path):
+    cfg = S.tiny_cfg(tmp_path, run_id="locked")
+    held = T._lock_run(RunRecord(cfg.run_dir))
+    try:
+        with pytest.raises(T.PreflightError, match="another process"):
+            T.train(cfg, progress=False)
+    finally:
+        held.close()
+    assert T.train(cfg, progress=False).is_finished()

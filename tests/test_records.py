@@ -118,7 +118,7 @@ def test_checkpoint_files_and_clear(tmp_path):
     rec.write_status("running")
     (rec.run_dir / "notebook.ipynb").write_text("{}")
     rec.clear()
-    assert not rec.checkpoint_dir.exists() and rec.status is None
+    assert not rec.checkpoint_path("last").exists() and rec.status is None
     assert (rec.run_dir / "notebook.ipynb").exists()  # files of other writers are kept
 
 

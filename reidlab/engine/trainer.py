@@ -96,14 +96,17 @@ class DataBundle:
     extra: dict = field(default_factory=dict)
 
 
-def _dataset_root(cfg: RunConfig, dist: DistInfo | None = None) -> Path:
+def _dataset_root(cfg: RunConfig, dist: DistInfo | None = None, verbose: bool = True) -> Path:
     """The dataset folder; for ``synthetic`` the world is generated (rank 0 only) when missing."""
     if cfg.data.dataset != "synthetic":
         return Path(cfg.data.root)
     from reidlab.data import synthetic
 
     dist = dist or DistInfo()
-    root = dist.on_main(lambda: synthetic.ensure_world(cfg.data.root, **cfg.data.synthetic))
+    root = cfg.data.root
+    if Path(root) == Path(synthetic.DEFAULT_SYNTHETIC_ROOT):
+        root = synthetic.default_synthetic_root()  # honours $REIDLAB_DATA
+    root = dist.on_main(lambda: synthetic.ensure_world(root, verbose=verbose, **cfg.data.synthetic))
     dist.barrier()
     return Path(root)
 
@@ -112,7 +115,7 @@ def build_dataset_for(cfg: RunConfig, dist: DistInfo | None = None, verbose: boo
     """``reidlab.data.build_dataset`` for ``cfg.data`` (generating the synthetic world if needed)."""
     from reidlab.data import build_dataset
 
-    root = _dataset_root(cfg, dist)
+    root = _dataset_root(cfg, dist, verbose)
     dataset = build_dataset(cfg.data.dataset, root, verbose=verbose, **cfg.data.options)
     if dataset.kind != cfg.model.task:
         raise ConfigError(
@@ -144,7 +147,7 @@ def build_data(cfg: RunConfig, dist: DistInfo | None = None, verbose: bool = Tru
     if cfg.model.task == "video":
         train_set = D.VideoTrainDataset(dataset.train, d.seq_len, d.sampling, train_tf, seed=cfg.seed, cache=cache)
     else:
-        train_set = D.ImageDataset(dataset.train, train_tf, cache=cache)
+        train_set = D.ImageDataset(dataset.train, train_tf, seed=cfg.seed, cache=cache)
     sampler = D.PKSampler(
         [r.pid for r in dataset.train], d.p, d.k, seed=cfg.seed, num_replicas=dist.world_size, rank=dist.rank
     )
@@ -320,6 +323,26 @@ def _check_writable(record: RunRecord) -> None:
         ) from None
 
 
+def _lock_run(record: RunRecord) -> Any:
+    """Exclusive advisory lock on ``run_dir/checkpoints/.lock`` for the life of the process's training call.
+
+    flock locks vanish with their process, so a SIGKILLed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX: no lock
+        return None
+    # inside checkpoints/ (not committed with the records; RunRecord.clear keeps it)
+    record.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(record.checkpoint_dir / ".lock", "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise PreflightError(f"run {record.run_id!r} ({record.run_dir}) is being trained by another process") from None
+    return fh
+
+
 def _check_disk(record: RunRecord, need: int) -> None:
     free = shutil.disk_usage(record.run_dir).free
     if free < need:
@@ -415,6 +438,12 @@ class _Run:
         self.t0 = time.monotonic()
         self.epoch = 0
         self.step = 0
+        self._lock: Any = None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # ------------------------------------------------------------ helpers
     def log(self, msg: str) -> None:
@@ -455,6 +484,7 @@ class _Run:
                 )
         if rec.is_finished():
             return "done"
+        rec.remove_stale_temps()  # this run id is ours now: nobody else is mid-write
         if not self.resume:
             rec.clear()
             return "fresh"
@@ -465,6 +495,7 @@ class _Run:
 
         def prepare() -> str:
             _check_writable(self.record)  # before anything expensive
+            self._lock = _lock_run(self.record)
             return self._prepare_dir()
 
         mode = self.dist.on_main(prepare)
@@ -876,8 +907,12 @@ def train(cfg: RunConfig, *, force: bool = False, resume: bool = True, progress:
     cfg.validate()
     dist = init_distributed(cfg.train.device)
     try:
-        with _SigtermAsInterrupt():
-            return _Run(cfg, dist, force=force, resume=resume, progress=progress).run()
+        run = _Run(cfg, dist, force=force, resume=resume, progress=progress)
+        try:
+            with _SigtermAsInterrupt():
+                return run.run()
+        finally:
+            run.release()
     finally:
         dist.cleanup()
 

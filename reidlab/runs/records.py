@@ -345,6 +345,19 @@ class RunRecord:
             raise FileNotFoundError(f"checkpoint {p} does not exist")
         return load_checkpoint_file(p, map_location)
 
+    def remove_stale_temps(self) -> int:
+        """Delete temp files orphaned by a kill during an atomic write; returns how many."""
+        n = 0
+        for folder in (self.run_dir, self.checkpoint_dir):
+            if folder.is_dir():
+                for p in folder.glob(".*.tmp"):
+                    try:
+                        p.unlink()
+                        n += 1
+                    except OSError:
+                        pass
+        return n
+
     def clear(self) -> None:
         """Remove everything the engine writes (used by ``train(force=True)``); keeps other files
         (e.g. an executed notebook placed there by the notebook runner)."""
@@ -354,7 +367,14 @@ class RunRecord:
                 (self.run_dir / name).unlink()
             except FileNotFoundError:
                 pass
-        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        if self.checkpoint_dir.is_dir():
+            for p in self.checkpoint_dir.iterdir():
+                if p.name == ".lock":  # held by the engine while it trains; kept so the lock stays valid
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
 
 
 def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict:
