@@ -143,7 +143,7 @@ def bench_msmt(dim: int, budget: int) -> None:
     qp, gp = rng.integers(0, ids, Q), rng.integers(0, ids, G)
     qc, gcam = rng.integers(0, 15, Q), rng.integers(0, 15, G)
     qf = centres[qp]
-    noise = 1.12 * (dim / 64) ** 0.25  # same separation as the Market mAP~0.55 case (SNR ~ sqrt(dim)/noise^2)
+    noise = 1.12 * (dim / 64) ** 0.25  # SNR ~ sqrt(dim) / noise^2: keeps 2048-d from being trivially separable
     qf += noise * rng.standard_normal((Q, dim), dtype=np.float32)
     gf = centres[gp]
     gf += noise * rng.standard_normal((G, dim), dtype=np.float32)
