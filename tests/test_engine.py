@@ -365,3 +365,38 @@ def test_a_run_id_in_training_elsewhere_is_refused(tmp_path):
     finally:
         held.close()
     assert T.train(cfg, progress=False).is_finished()
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    cfg = S.tiny_cfg(tmp_path, run_id="term")
+    orig = T._Run._loss
+
+    def hooked(self, out, pids, ep):
+        if ep == 1 and self.step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return orig(self, out, pids, ep)
+
+    monkeypatch.setattr(T._Run, "_loss", hooked)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before  # handler restored
+    assert RunRecord(cfg.run_dir).status["state"] == "interrupted"
+
+
+def test_snapshots_sgd_step_schedule_and_grad_clip(tmp_path):
+    cfg = S.tiny_cfg(tmp_path, run_id="sgd", **{
+        "optim.name": "sgd", "optim.schedule": "step", "optim.step_size": 1, "optim.gamma": 0.5,
+        "optim.lr": 1e-2, "train.checkpoint_every": 2, "train.grad_clip": 1.0, "train.eval_every": 0,
+    })  # fmt: skip
+    rec = T.train(cfg, progress=False)
+    assert rec.checkpoint_path("epoch_002").is_file() and not rec.checkpoint_path("epoch_001").exists()
+    snap = rec.load_checkpoint("epoch_002")
+    assert snap["kind"] == "snapshot" and snap["epoch"] == 2
+    assert list(rec.metrics["epoch"]) == [3]  # eval_every=0: only the last epoch
+    lrs = list(rec.epochs["lr"])  # lr at the last step of each epoch; step decay by 0.5 per epoch after warm-up
+    assert lrs[1] == pytest.approx(lrs[2] * 2)
+    assert "momentum" in rec.load_checkpoint("last")["optimizer"]["param_groups"][0]

@@ -221,3 +221,17 @@ def test_cli_config_and_set(world, tmp_path):
     assert rec.config["seed"] == 4 and rec.is_finished()
     assert engine_main(["--config", str(p), "--set", "model.fuson=x"]) == 2
     json.loads((rec.run_dir / "config.json").read_text())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_amp_channels_last_run(world, tmp_path):
+    cfg = tiny(world, tmp_path, "amp", **{"train.device": "cuda", "train.amp": True, "train.channels_last": True,
+                                          "train.epochs": 2, "train.eval_every": 1})  # fmt: skip
+    rec = train(cfg, progress=False)
+    assert rec.env["amp_dtype"] in ("bfloat16", "float16") and rec.env["channels_last"] is True
+    m = rec.metrics
+    assert np.isfinite(m[["mAP", "loss"]].to_numpy()).all() and m["mAP"].between(0, 1).all()
+    # a CUDA checkpoint resumes/evaluates on CPU
+    res = evaluate_checkpoint(rec.checkpoint_path("last"), device="cpu")
+    assert 0 <= res.mAP <= 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -116,5 +117,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    tdist.init_process_group(backend=backend, rank=rank, world_size=world)
+    # other ranks wait in a barrier while rank 0 evaluates; a MARS-size evaluation with re-ranking can
+    # outlast the 30-minute default timeout. REIDLAB_DIST_TIMEOUT_MIN overrides it.
+    minutes = float(os.environ.get("REIDLAB_DIST_TIMEOUT_MIN", "180"))
+    tdist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timedelta(minutes=minutes))
     return DistInfo(rank, world, local_rank, backend, True)

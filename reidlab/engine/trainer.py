@@ -553,7 +553,8 @@ class _Run:
         })  # fmt: skip
 
     def _load_last(self) -> None:
-        ck = load_checkpoint_file(self.record.checkpoint_path("last"), map_location=self.device)
+        # CPU first: RNG states must stay CPU tensors; load_state_dict moves weights/moments to the device
+        ck = load_checkpoint_file(self.record.checkpoint_path("last"), map_location="cpu")
         diff = _config_diff(ck["config"], self.cfg.to_dict())
         if diff:
             raise ConfigError(f"checkpoint {self.record.checkpoint_path('last')} was written with a different "
