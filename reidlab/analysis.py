@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,14 @@ __all__ = [
     "frame_weights_from_aux",
     "corrupted_weight_share",
     "corruption_share_table",
+    "select_runs",
+    "variant_label",
+    "load_frames",
+    "corrupted_window",
+    "clip_forward",
+    "split_features",
+    "attention_frame_maps",
+    "template_masks_per_frame",
 ]
 
 _EPS = 1e-12
@@ -372,3 +381,200 @@ def corruption_share_table(records: Sequence[tuple[str, Any, Sequence[Any] | Non
             rows.append({"variant": v, "tracklets": 0, "weight_share": math.nan, "uniform_share": math.nan,
                          "ratio": math.nan})
     return pd.DataFrame(rows, columns=["variant", "tracklets", "weight_share", "uniform_share", "ratio"])
+
+
+# --------------------------------------------------------------------------------------------------
+# run-level helpers for the notebooks (load a stored run's model and frames; torch imported lazily)
+# --------------------------------------------------------------------------------------------------
+
+
+def select_runs(results_dir: str | Path, run_ids: Sequence[str] = (), prefix: str = "",
+                *, one_seed_per_variant: bool = True, finished_only: bool = True) -> list[Path]:
+    """Run folders to analyse: `run_ids` when given (must exist), else every run under
+    `<results_dir>/runs` whose id starts with `prefix` — with `one_seed_per_variant`, only the lowest
+    seed of each variant (runs differing only by their `-s<seed>` suffix)."""
+    from reidlab.runs.tables import load_runs
+
+    runs_dir = Path(results_dir) / "runs"
+    if run_ids:
+        out = []
+        for rid in run_ids:
+            d = runs_dir / rid
+            if not (d / "config.json").is_file():
+                raise FileNotFoundError(f"{d}: no such run (expected {d / 'config.json'})")
+            out.append(d)
+        return out
+    runs = [r for r in load_runs(runs_dir, include_unfinished=not finished_only) if r.run_id.startswith(prefix)]
+    if not one_seed_per_variant:
+        return [r.run_dir for r in runs]
+    best: dict[str, Any] = {}
+    for r in runs:
+        cur = best.get(r.variant)
+        if cur is None or (r.seed if r.seed is not None else 1 << 30) < (cur.seed if cur.seed is not None else 1 << 30):
+            best[r.variant] = r
+    return [best[k].run_dir for k in sorted(best)]
+
+
+def variant_label(run_dir: str | Path, prefix: str = "") -> str:
+    """Short label of a run for plots: its id without `prefix` and without the `-s<seed>` suffix."""
+    import re
+
+    rid = Path(run_dir).name
+    if prefix and rid.startswith(prefix):
+        rid = rid[len(prefix):]
+    return re.sub(r"-s\d+$", "", rid) or Path(run_dir).name
+
+
+def load_frames(tracklet: Any, cfg: Any, frames: Sequence[int] | None = None):
+    """Frames of one tracklet for the model and for display.
+
+    Returns (inputs (T, C, H, W) float tensor through the test transform of `cfg`, images: T (h, w, 3)
+    uint8 arrays as stored, corruption: T entries (None = clean / unknown)).
+    """
+    import torch
+
+    from reidlab.data import build_transforms, read_image
+
+    idx = list(range(len(tracklet.paths))) if frames is None else list(frames)
+    if not idx:
+        raise ValueError("load_frames: no frames selected")
+    tf = build_transforms(cfg.data.height, cfg.data.width, train=False)
+    imgs = [read_image(tracklet.paths[i]) for i in idx]
+    # the test transform resizes, so frames of different stored sizes (Duke) still stack afterwards
+    inputs = torch.stack([tf(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)) for im in imgs])
+    corr = getattr(tracklet, "corruption", None)
+    corruption = [corr[i] for i in idx] if corr is not None else [None] * len(idx)
+    return inputs, imgs, corruption
+
+
+def corrupted_window(tracklet: Any, length: int) -> list[int]:
+    """Indices of `length` consecutive frames of a tracklet, centred on its first corrupted frame when it
+    has one and clean frames too (the interesting case for weighting), else its first frames.
+    Frames are repeated when the tracklet is shorter than `length` (as dense test chunks are padded)."""
+    n = len(tracklet.paths)
+    if n >= length:
+        corr = getattr(tracklet, "corruption", None)
+        start = 0
+        if corr is not None and any(c is not None for c in corr) and any(c is None for c in corr):
+            first = next(i for i, c in enumerate(corr) if c is not None)
+            start = min(max(0, first - length // 2), n - length)
+        return list(range(start, start + length))
+    return [min(i, n - 1) for i in range(length)]
+
+
+def clip_forward(model: Any, inputs: Any) -> tuple[dict, np.ndarray]:
+    """One clip (T, C, H, W) through `model.forward_aux` in eval mode.
+
+    Returns (aux, frame_features): aux = {"fusion": fusion aux (weights, masks, ...), "attention": ...};
+    frame_features (T, D) are what the fusion operator itself received (a pre-hook on `model.fusion`;
+    maps (T, C, h, w) are average-pooled to vectors), i.e. the space the fusion weights are computed in
+    (before BNNeck), so formulas applied to them reproduce the operator's own numbers.
+    """
+    import torch
+
+    fusion = getattr(model, "fusion", None)
+    if fusion is None:
+        raise ValueError(f"{type(model).__name__} has no `fusion` module: a video model is needed")
+    captured: dict[str, Any] = {}
+
+    def pre_hook(module, args):
+        captured["x"] = args[0].detach()
+
+    handle = fusion.register_forward_pre_hook(pre_hook)
+    try:
+        model.eval()
+        with torch.no_grad():
+            _, aux = model.forward_aux(inputs.unsqueeze(0))
+    finally:
+        handle.remove()
+    x = captured["x"][0]
+    if x.dim() == 4:
+        x = x.mean(dim=(2, 3))
+    return aux, x.float().cpu().numpy().astype(np.float64)
+
+
+def split_features(model: Any, cfg: Any, records: Sequence[Any], *, max_items: int = 0, seed: int = 0):
+    """Embeddings (N, D) of (a seeded random subset of at most `max_items`, 0 = all) tracklets with the
+    run's own test pipeline (dense chunks), plus their pids (N,)."""
+    from reidlab.engine import extract_records
+
+    recs = list(records)
+    if max_items and len(recs) > max_items:
+        rng = np.random.default_rng(seed)
+        keep = sorted(rng.choice(len(recs), size=max_items, replace=False).tolist())
+        recs = [recs[i] for i in keep]
+    feats, pids, _ = extract_records(model, recs, cfg, "cpu")
+    return feats.numpy().astype(np.float64), pids
+
+
+def attention_frame_maps(model: Any, inputs: Any) -> dict[str, list[np.ndarray]]:
+    """Where each CAM / PAM module changes the features of each frame.
+
+    inputs: one clip (T, C, H, W). Every CAM and PAM module (ABD-Net) computes out = γ·attention(x) + x;
+    a forward hook records ‖out − x‖ over channels at every position, i.e. how strongly that attention
+    rewrote the feature there. A module called once per horizontal stripe (ABD's attention branch) gets
+    its stripes stacked back top to bottom. Returns {"CAM": T maps, "PAM": T maps, "shallow CAM": ...}
+    (kind -> list of (h, w) arrays, one per frame); {} for a model without attention modules.
+    """
+    import torch
+
+    from reidlab.models.attention import CAM, PAM
+
+    calls: dict[Any, list[Any]] = {}
+    handles = []
+
+    def hook(module, args, output):
+        x = args[0]
+        out = output[0] if isinstance(output, tuple) else output
+        calls.setdefault(module, []).append(torch.linalg.vector_norm(out - x, dim=1).detach().float().cpu())
+
+    names = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (CAM, PAM)):
+            kind = "PAM" if isinstance(m, PAM) else ("shallow CAM" if "shallow" in name else "CAM")
+            names[m] = kind
+            handles.append(m.register_forward_hook(hook))
+    if not handles:
+        return {}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(inputs.unsqueeze(0))
+    finally:
+        for h in handles:
+            h.remove()
+    t = inputs.shape[0]
+    out: dict[str, list[np.ndarray]] = {}
+    for module, parts in calls.items():
+        full = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # stripes: (B*T, h_s, w) along h
+        if full.shape[0] != t:
+            continue
+        kind = names[module]
+        maps = [full[i].numpy().astype(np.float64) for i in range(t)]
+        if kind in out:  # several modules of one kind: sum their changes
+            out[kind] = [a + b for a, b in zip(out[kind], maps)]
+        else:
+            out[kind] = maps
+    return out
+
+
+def template_masks_per_frame(fusion_aux: Mapping[str, Any] | None, num_frames: int,
+                             ) -> list[np.ndarray | None] | None:
+    """The first-level `template_mask` masks of one clip as one (h, w) map per frame.
+
+    fusion_aux["masks"]: per level (B, P, 2, h, w) [α, β] for the pairs (0, 1), (2, 3), ...; frame 2p
+    gets α of pair p and frame 2p+1 gets β; an odd last frame (carried to the next level) gets None.
+    Returns None when the aux has no masks (vector fusions).
+    """
+    if not fusion_aux or not fusion_aux.get("masks"):
+        return None
+    level0 = as_numpy(fusion_aux["masks"][0])
+    if level0.ndim != 5 or level0.shape[2] != 2:
+        raise ValueError(f"template masks: expected level shape (B, P, 2, h, w), got {level0.shape}")
+    maps: list[np.ndarray | None] = [None] * num_frames
+    for p in range(level0.shape[1]):
+        for side in (0, 1):
+            f = 2 * p + side
+            if f < num_frames:
+                maps[f] = level0[0, p, side]
+    return maps

@@ -44,10 +44,12 @@ __all__ = [
     "group_runs",
     "choose_baseline",
     "per_epoch_table",
+    "lab_table",
     "metrics_long",
     "summary_table",
     "difference_ci",
     "format_markdown",
+    "protocol_label",
     "format_latex",
     "build_tables",
     "write_tables",
@@ -306,6 +308,26 @@ def _protocol_key(p: dict) -> str:
     return json.dumps(p, sort_keys=True)
 
 
+def protocol_label(p: dict) -> str:
+    """One line naming what a protocol.json says: dataset, gallery convention, evaluation settings."""
+    if not p:
+        return "unknown protocol"
+    ds = p.get("dataset") if isinstance(p.get("dataset"), dict) else {}
+    ev = p.get("eval") if isinstance(p.get("eval"), dict) else {}
+    parts = [str(p.get("dataset_name") or ds.get("dataset") or p.get("dataset") or "?")]
+    if ds.get("mars_gallery"):
+        parts.append(f"gallery={ds['mars_gallery']}")
+    if ev:
+        parts.append(f"{ev.get('protocol', '?')} eval, {ev.get('ap_mode', '?')} AP, {ev.get('metric', '?')} distance")
+        if ev.get("test_sampling"):
+            parts.append(f"{ev['test_sampling']} test sampling (seq_len {ev.get('seq_len')})")
+        if ev.get("rerank"):
+            parts.append("re-ranked")
+        if ev.get("flip"):
+            parts.append("flip")
+    return ", ".join(parts)
+
+
 def summary_table(
     groups: dict[str, list[RunInfo]], baseline: str | None = None, confidence: float = 0.95
 ) -> pd.DataFrame:
@@ -432,6 +454,11 @@ def _per_epoch_display(t: pd.DataFrame) -> pd.DataFrame:
     return disp.reset_index(drop=True)
 
 
+def lab_table(runs: Sequence[RunInfo]) -> str:
+    """Markdown per-epoch table of `runs` (mean over seeds) in the lab-notes layout."""
+    return format_markdown(_per_epoch_display(per_epoch_table(runs)))
+
+
 def _summary_display(s: pd.DataFrame, base_key: str | None) -> pd.DataFrame:
     disp = pd.DataFrame({
         "variant": s["variant"],
@@ -498,7 +525,7 @@ def build_tables(
     if not summary["epochs_agree"].all():
         bad = summary.loc[~summary["epochs_agree"], "variant"].tolist()
         notes.append(f"WARNING: seeds of {bad} ended at different epochs.")
-    proto_lines = [f"- protocol: `{p}`" for p in protocols if p]
+    proto_lines = [f"- protocol: {protocol_label(json.loads(p))}" for p in protocols if p]
     sdisp = _summary_display(summary, base_key)
     summary_md = "\n".join(["# Summary", "", *[f"- {n}" for n in notes], *proto_lines, "",
                             format_markdown(sdisp)])

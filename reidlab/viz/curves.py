@@ -27,6 +27,7 @@ def plot_curves(
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     if data.empty:
         raise ValueError("plot_curves: no evaluated epochs to plot (empty frame)")
@@ -40,6 +41,7 @@ def plot_curves(
                      legend=(ax is axes[0][-1]) and use_hue is not None)
         ax.set_title(_TITLES.get(m, m))
         ax.set_ylabel("")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if use_hue is not None and axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)

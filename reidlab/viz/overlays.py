@@ -112,10 +112,12 @@ def fusion_weight_strip(
     weights: Mapping[str, Any],
     corruption: Sequence[str | None] | None = None,
     *,
+    frame_indices: Sequence[int] | None = None,
     title: str | None = None,
 ):
     """A tracklet's frames in a row with each variant's per-frame fusion weights as bars beneath.
 
+    frame_indices: the frames' positions in the tracklet (labels "t=i"; default 0..T-1).
     weights: variant -> (T,) weights (summing to 1). corruption: the synthetic ground truth per frame
     (None = clean, else the kind, e.g. "occluder"): corrupted frames get a red frame border and label and
     red bars. A dashed line marks the uniform weight 1/T, i.e. what `mean` gives every frame.
@@ -129,6 +131,9 @@ def fusion_weight_strip(
     if corruption is not None and len(corruption) != t:
         raise ValueError(f"fusion_weight_strip: corruption has {len(corruption)} entries for {t} frames")
     bad = [c is not None for c in corruption] if corruption is not None else [False] * t
+    pos = list(frame_indices) if frame_indices is not None else list(range(t))
+    if len(pos) != t:
+        raise ValueError(f"fusion_weight_strip: {len(pos)} frame indices for {t} frames")
     rows = 1 + len(weights)
     fig = plt.figure(figsize=(1.2 * t + 1.5, 2.2 + 1.3 * len(weights)))
     gs = fig.add_gridspec(rows, t, height_ratios=[2.2] + [1.3] * len(weights))
@@ -141,18 +146,19 @@ def fusion_weight_strip(
             for sp in ax.spines.values():
                 sp.set_edgecolor("red")
                 sp.set_linewidth(3)
-            ax.set_title(str(corruption[j]), fontsize=7, color="red")
+            ax.set_title(f"t={pos[j]} {corruption[j]}", fontsize=7, color="red")
         else:
-            ax.set_title(f"t={j}", fontsize=7)
+            ax.set_title(f"t={pos[j]}", fontsize=7)
     for i, (variant, w) in enumerate(weights.items(), start=1):
         wv = np.asarray(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=float).reshape(-1)
         if len(wv) != t:
             raise ValueError(f"fusion_weight_strip: {variant!r} has {len(wv)} weights for {t} frames")
         ax = fig.add_subplot(gs[i, :])
-        ax.bar(np.arange(t), wv, color=["tab:red" if b else "tab:blue" for b in bad], width=0.7)
+        bars = ax.bar(np.arange(t), wv, color=["tab:red" if b else "tab:blue" for b in bad], width=0.7)
+        ax.bar_label(bars, labels=[f"{v:.3f}" for v in wv], fontsize=6, padding=1)
         ax.axhline(1.0 / t, color="gray", ls="--", lw=1)
         ax.set_xlim(-0.5, t - 0.5)
-        ax.set_xticks(np.arange(t))
+        ax.set_xticks(np.arange(t), [f"t={i}" for i in pos])
         ax.set_ylabel(variant, fontsize=8, rotation=0, ha="right", va="center")
         ax.set_ylim(0, max(float(wv.max()) * 1.15, 1.5 / t))
         ax.tick_params(labelsize=7)

@@ -1,0 +1,218 @@
+"""Every shipped notebook executed by papermill with tiny parameters, in temporary folders.
+
+A tiny synthetic world (10 identities, 2 cameras, 6-8 frames) and 1-epoch / 1-step runs keep this to
+about a minute; the numbers are meaningless, the plumbing is not: parameters reach the engine, run
+folders get the executed notebook and figures, analysis notebooks find the runs and write their output.
+Nothing is written into the repository's results/.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from reidlab.cli import main as cli_main
+from reidlab.notebook import (
+    NotebookExecutionError,
+    ParameterError,
+    notebook_parameters,
+    resolve_kernel_name,
+    run_notebook,
+    training_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["train_fusion", "abd_ablation", "correlation", "attention", "fusion_diagnostics", "report"]
+TINY_WORLD = {"ids": 10, "cams": 2, "frames": [6, 8], "distractors": 1, "junk": 0}
+
+
+def tiny_train_params(world: Path) -> dict:
+    return {"root": str(world), "synthetic": TINY_WORLD, "p": 3, "k": 2, "epochs": 1, "steps_per_epoch": 1,
+            "eval_every": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from reidlab.data.synthetic import ensure_world
+
+    return ensure_world(tmp_path_factory.mktemp("data") / "tiny", verbose=False, **TINY_WORLD)
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory) -> Path:
+    """A results folder with three finished tiny runs, trained in-process (no kernel start-up)."""
+    from reidlab.engine import train
+
+    res = tmp_path_factory.mktemp("results")
+    for fusion in ("mean", "softmax_cosine", "template_mask"):
+        p = {k: v for k, v in tiny_train_params(world).items() if k != "progress"}
+        cfg = training_config({**p, "fusion": fusion, "run_id": f"fusion-{fusion}-s0", "seed": 0},
+                              results_dir=res)
+        assert train(cfg, progress=False).is_finished()
+    return res
+
+
+def _outputs(nb_path: Path) -> list:
+    nb = nbformat.read(nb_path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def _has_png(nb_path: Path) -> bool:
+    return any("image/png" in o.get("data", {}) for o in _outputs(nb_path))
+
+
+# ------------------------------------------------------------------------------------------------ storage
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_stored_without_outputs_with_documented_literal_parameters(name):
+    path = ROOT / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "stored with outputs"
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", [])
+    lines = [ln for ln in first.source.splitlines() if ln.strip()]
+    declared = notebook_parameters(path)
+    assert len(declared) == len(lines), "papermill could not parse every parameter line"
+    for ln in lines:  # plain literals only: nothing derived in the parameters cell
+        value = ln.split("=", 1)[1].split("  #", 1)[0]
+        ast.literal_eval(value.strip())
+    for p in declared.values():
+        assert p.help, f"{name}: parameter {p.name} has no help text"
+        assert p.type in ("int", "float", "str", "bool", "list", "dict"), (p.name, p.type)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_generator_and_stored_notebooks_agree():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ kernel
+
+
+def _probe_notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("x: int = 1  # a number")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_kernel_runs_this_interpreter(tmp_path):
+    nb = _probe_notebook(tmp_path / "probe.ipynb", "import sys\nprint(sys.executable)")
+    out = run_notebook(nb, {}, output=tmp_path / "out.ipynb", kernel_name=resolve_kernel_name())
+    printed = "".join(o.get("text", "") for o in _outputs(out)).strip()
+    assert printed == sys.executable
+
+
+def test_failing_cell_raises_with_cell_error_and_saves_notebook(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    nb = _probe_notebook(tmp_path / "boom.ipynb", "raise ValueError(f'boom {x}')")
+    with pytest.raises(NotebookExecutionError) as ei:
+        run_notebook(nb, {"x": 7}, output=tmp_path / "out.ipynb")
+    assert ei.value.ename == "ValueError" and ei.value.evalue == "boom 7"
+    assert (tmp_path / "out.ipynb").exists()  # saved with the error, for reading
+    rc = cli_main(["run", str(nb), "-p", "x", "8", "--output", str(tmp_path / "o2.ipynb"), "--quiet"])
+    assert rc == 1
+    assert "ValueError: boom 8" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_parameters_rejected_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    res = tmp_path / "res"
+    rc = cli_main(["run", "train_fusion", "--results", str(res), "-p", "fusoin", "softmax_cosine"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "unknown parameter 'fusoin'" in err and "fusion: str = 'mean'" in err and "seq_len: int" in err
+    rc = cli_main(["run", "train_fusion", "--results", str(res), "-p", "epochs", "two"])
+    assert rc == 2 and "parameter 'epochs': expected int" in capsys.readouterr().err
+    rc = cli_main(["run", "train_fusion", "--results", str(res), "-p", "fusion_options", "[1, 2]"])
+    assert rc == 2 and "expected dict" in capsys.readouterr().err
+    assert not res.exists(), "a rejected run must not create anything"
+    assert not list(tmp_path.rglob("*.ipynb"))
+    with pytest.raises(ParameterError, match="expected float"):
+        run_notebook("train_fusion", {"lr": "fast"}, results_dir=res)
+    assert not res.exists()
+
+
+# ------------------------------------------------------------------------------------------------ execution
+
+
+def test_train_fusion_via_cli(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = tmp_path / "res"
+    args = ["run", "train_fusion", "--results", str(res), "--run-id", "tf-s3", "--quiet",
+            "-p", "fusion", "softmax_cosine", "-p", "fusion_options", "{tau: 0.5}", "-p", "seed", "3"]
+    for k, v in tiny_train_params(world).items():
+        args += ["-p", k, json.dumps(v) if not isinstance(v, str) else v]
+    assert cli_main(args) == 0
+    run = res / "runs" / "tf-s3"
+    executed = run / "notebook.ipynb"
+    assert executed.exists() and _has_png(executed)
+    assert (run / "figures" / "curves.png").exists()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["model"]["fusion"] == "softmax_cosine"
+    assert cfg["model"]["fusion_options"] == {"tau": 0.5}
+    model = json.loads((run / "model.json").read_text())
+    assert model["fusion"]["class"] == "SoftmaxCosineFusion" and model["fusion"]["options"]["tau"] == 0.5
+    params = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]
+    assert params["run_id"] == "tf-s3" and params["fusion_options"] == {"tau": 0.5}
+
+
+def test_abd_ablation(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = {**tiny_train_params(world), "branch_dim": 16, "pam": False, "of_name": "so", "max_items": 0,
+              "run_id": "abd-s0"}
+    out = run_notebook("abd_ablation", params, results_dir=tmp_path / "res")
+    run = tmp_path / "res" / "runs" / "abd-s0"
+    assert out == run / "notebook.ipynb" and _has_png(out)
+    assert (run / "figures" / "correlation.png").exists()
+    model = json.loads((run / "model.json").read_text())
+    assert model["abd"]["cam"] is True and model["abd"]["pam"] is False and model["abd"]["branch_dim"] == 16
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["loss"]["of"]["name"] == "so" and cfg["loss"]["ow"]["name"] == "svdo"
+
+
+def test_analysis_notebooks_on_trained_runs(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    figs = tmp_path / "figs"
+    common = {"prefix": "fusion-", "figures_dir": str(figs)}
+    run_notebook("correlation", {**common, "max_items": 0, "max_dims": 8}, results_dir=trained)
+    run_notebook("attention", common, results_dir=trained)
+    run_notebook("fusion_diagnostics", {**common, "max_tracklets": 3, "taus": [0.1, 1.0]}, results_dir=trained)
+    out = run_notebook("report", {"figures_dir": str(figs)}, results_dir=trained)
+    assert out == trained / "notebooks" / "report.ipynb" and _has_png(out)
+    for name in ("correlation", "attention", "fusion_diagnostics"):
+        assert _has_png(trained / "notebooks" / f"{name}.ipynb"), name
+    pngs = sorted(p.name for p in figs.glob("*.png"))
+    for expected in ("correlation.png", "fusion_weights.png", "attention-template_mask.png", "curves.png",
+                     "diag_cosine_vs_distance.png", "diag_weight_floor.png", "diag_corruption_share.png"):
+        assert expected in pngs, pngs
+    tables = trained / "tables"
+    for expected in ("summary.md", "per_epoch.md", "correlation.md", "diagnostics.md",
+                     "diagnostics_corruption_share.csv"):
+        assert (tables / expected).exists(), expected
+    assert "| mean | MeanFusion |" in (tables / "summary.md").read_text()
+
+
+def test_cli_eval_on_trained_checkpoint(trained, capsys):
+    ck = trained / "runs" / "fusion-mean-s0" / "checkpoints" / "last.pt"
+    assert cli_main(["eval", str(ck)]) == 0
+    out = capsys.readouterr().out
+    assert "mAP" in out and "Rank1" in out
+    assert cli_main(["eval", str(trained / "nope.pt")]) == 2
