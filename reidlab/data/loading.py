@@ -3,7 +3,7 @@
 Determinism scheme (why results do not depend on the number of DataLoader workers): every random
 choice an item makes — which frames (numpy) and which augmentation (torch) — is drawn from generators
 seeded by ``(seed, epoch, index)`` alone. The torch part runs inside ``torch.random.fork_rng`` with
-``torch.manual_seed(item_seed)``, which saves and restores the global CPU generator, so it neither
+the CPU generator seeded to ``item_seed``; fork_rng saves and restores that generator, so it neither
 depends on nor disturbs the process's global stream. This holds in the main process and in forked or
 spawned workers alike.
 
@@ -126,7 +126,9 @@ def _apply(transform: Callable | None, x: torch.Tensor, torch_seed: int | None) 
     if torch_seed is None:
         return transform(x)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(torch_seed)
+        # seed only the CPU generator the transforms draw from: torch.manual_seed would also queue
+        # lazy CUDA/MPS seeding (with a formatted traceback) on every item
+        torch.default_generator.manual_seed(torch_seed)
         return transform(x)
 
 
