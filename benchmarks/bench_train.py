@@ -1,6 +1,6 @@
 """Training throughput of the engine vs a minimal hand-written PyTorch loop (same model, data, process).
 
-    python benchmarks/bench_train.py [--quick] [--amp] [--repeats N] [--steps N] [--root DIR]
+    python benchmarks/bench_train.py [--quick] [--amp] [--repeats N] [--steps N] [--root DIR] [--threads N]
 
 Prints frames/s of a training epoch of the default run config (ResNet-18 video model on the synthetic
 world) through ``reidlab.engine`` and through a bare loop (forward, CE + triplet, backward, optimiser step),
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps per timed epoch (default: one sampler pass)")
     ap.add_argument("--root", default=None, help="synthetic world folder (default: the default world)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
     steps = args.steps or (2 if args.quick else None)
 
