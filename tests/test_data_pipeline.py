@@ -320,3 +320,16 @@ def test_mixed_frame_sizes_are_resized(tmp_path):
         paths.append(str(p))
     ds = VideoTestDataset([Tracklet(tuple(paths), 1, 0)], 2, build_transforms(16, 8, train=False))
     assert ds[0][0].shape == (2, 3, 16, 8)
+
+
+def test_train_dataset_copies_keep_epoch(tiny):
+    import copy
+    import pickle
+
+    ds = VideoTrainDataset(tiny.train, 2, "evenly", None, seed=0)
+    ds.set_epoch(3)
+    c = copy.deepcopy(ds)
+    p = pickle.loads(pickle.dumps(ds))
+    assert c.epoch == 3 and p.epoch == 3
+    c.set_epoch(5)
+    assert ds.epoch == 3  # a copy outside a worker start is independent

@@ -145,6 +145,20 @@ class _EpochMixin:
         """Frame choice and augmentation of every item become a function of (seed, epoch, index)."""
         self._epoch.value = int(epoch)
 
+    # shared memory can only travel to a process being started (DataLoader workers, fork or spawn);
+    # any other pickling or deepcopy gets a private copy holding the current epoch
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["_epoch"] = int(self._epoch.value)
+        return state
+
+    def __setstate__(self, state):
+        epoch = state["_epoch"]
+        self.__dict__.update(state)
+        if isinstance(epoch, int):
+            self._epoch = multiprocessing.RawValue("q", epoch)
+
 
 class VideoTrainDataset(_EpochMixin, Dataset):
     """One clip per tracklet: item -> (frames float ``(seq_len, C, H, W)``, pid: int, camid: int)."""
