@@ -24,6 +24,15 @@ def _standins(monkeypatch):
     S.install(monkeypatch)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # tiny tensors: threads only add synchronisation (and stall badly on a shared machine)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _metrics(rec: RunRecord) -> pd.DataFrame:
     return rec.metrics.drop(columns=["seconds"])
 
