@@ -409,3 +409,37 @@ def test_snapshots_sgd_step_schedule_and_grad_clip(tmp_path):
     lrs = list(rec.epochs["lr"])  # lr at the last step of each epoch; step decay by 0.5 per epoch after warm-up
     assert lrs[1] == pytest.approx(lrs[2] * 2)
     assert "momentum" in rec.load_checkpoint("last")["optimizer"]["param_groups"][0]
+
+
+def test_batch_count_varying_per_epoch(tmp_path, monkeypatch):
+    """The real P x K sampler's batch count depends on (seed, epoch); steps and loss means follow it."""
+
+    class Uneven(S.PK):
+        def _batches(self):
+            b = super()._batches()
+            return b[:1] if self.epoch % 2 else b
+
+    def bundle(cfg, dist=None, verbose=False):
+        b = S.make_bundle(cfg, dist, verbose)
+        ds = b.dataset
+        b.sampler = Uneven([r.pid for r in ds.train], cfg.data.p, cfg.data.k, seed=cfg.seed)
+        b.train_loader = DataLoader(b.train_set, batch_size=cfg.data.p * cfg.data.k, sampler=b.sampler,
+                                    drop_last=True)  # fmt: skip
+        return b
+
+    monkeypatch.setattr(T, "build_data", bundle)
+    seen = []
+    orig = T._Run._loss
+
+    def spy(self, out, pids, ep):
+        loss, parts = orig(self, out, pids, ep)
+        seen.append((ep, float(parts[0])))
+        return loss, parts
+
+    monkeypatch.setattr(T._Run, "_loss", spy)
+    rec = T.train(S.tiny_cfg(tmp_path, run_id="uneven", **{"train.eval_every": 0}), progress=False)
+    ep = rec.epochs
+    assert list(ep["steps"]) == [2, 1, 2]
+    for e in range(3):
+        vals = [v for k, v in seen if k == e]
+        assert ep["loss"][e] == pytest.approx(sum(vals) / len(vals), rel=1e-12)

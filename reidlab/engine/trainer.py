@@ -623,7 +623,7 @@ class _Run:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"kind": "lr_factor(epoch, step)", "epoch": epoch_done,
-                          "lr_factor": lr_factor(epoch_done, 0, self.steps, self.cfg)},  # fmt: skip
+                          "lr_factor": lr_factor(epoch_done, 0, 1, self.cfg)},  # fmt: skip
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": _rng_state(),
             "sampler_epoch": epoch_done,
@@ -674,6 +674,7 @@ class _Run:
     def _check_finite(self, vals: list[float], epoch: int, step: int) -> None:
         if all(math.isfinite(v) for v in vals):
             return
+        self.failed_at = (epoch, step)
         parts = ", ".join(f"{n}={v:.4g}" for n, v in zip(LOSS_PARTS, vals))
         last = self.record.checkpoint_path("last")
         keep = (f"the last good checkpoint {last} (after epoch {self.epoch_done}) is kept"
@@ -693,16 +694,21 @@ class _Run:
         for obj in (self.data.sampler, self.data.train_set):
             if hasattr(obj, "set_epoch"):
                 obj.set_epoch(epoch)
+        # the identity sampler's batch count can vary from epoch to epoch (it is a function of (seed, epoch))
+        n_steps = len(loader)
+        if cfg.train.steps_per_epoch is not None:
+            n_steps = min(n_steps, cfg.train.steps_per_epoch)
         self._train_mode()
         sums = [0.0] * len(LOSS_PARTS)
         frames = 0
+        done_steps = 0
         lazy = self.device.type == "cuda"  # read step i's loss after launching step i+1: no pipeline stall
         pending: tuple[torch.Tensor, int] | None = None
         pbar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            pbar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
+            pbar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                         dynamic_ncols=True, unit="step")  # fmt: skip
         t_start = time.monotonic()
         base_lrs = cfg.optim.lr
@@ -720,7 +726,7 @@ class _Run:
 
         try:
             for step, batch in enumerate(loader):
-                if step >= self.steps:
+                if step >= n_steps:
                     break
                 self.epoch, self.step = epoch, step
                 x, pids = batch[0], batch[1]
@@ -728,7 +734,7 @@ class _Run:
                 pids = torch.as_tensor(pids).to(self.device, non_blocking=True)
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
-                lr = base_lrs * lr_factor(epoch, step, self.steps, cfg)
+                lr = base_lrs * lr_factor(epoch, step, n_steps, cfg)
                 for g in groups:
                     g["lr"] = lr
                 with autocast_context(self.device, self.amp_dtype):
@@ -748,6 +754,7 @@ class _Run:
                         torch.nn.utils.clip_grad_norm_(self.params, cfg.train.grad_clip)
                     self.optimizer.step()
                 frames += x.shape[0] * (x.shape[1] if x.dim() == 5 else 1)
+                done_steps += 1
                 if lazy:
                     if pending is not None:
                         consume(*pending)
@@ -759,7 +766,7 @@ class _Run:
                     pbar.set_postfix(loss=f"{last_vals[0]:.3f}",
                                      fps=f"{frames / max(time.monotonic() - t_start, 1e-9):.0f}", refresh=False)  # fmt: skip
                 if log_every and (step + 1) % log_every == 0:
-                    self.log(f"epoch {epoch + 1}/{cfg.train.epochs} step {step + 1}/{self.steps} "
+                    self.log(f"epoch {epoch + 1}/{cfg.train.epochs} step {step + 1}/{n_steps} "
                              f"loss {last_vals[0]:.4f} lr {lr:.3g} "
                              f"frames/s {frames / max(time.monotonic() - t_start, 1e-9):.0f}")  # fmt: skip
             if pending is not None:
@@ -767,15 +774,15 @@ class _Run:
         finally:
             if pbar is not None:
                 pbar.close()
-        n = self.steps
+        n = max(done_steps, 1)
         if self.dist.enabled:  # mean over ranks, one collective per epoch
             t = torch.tensor(sums + [float(frames)], dtype=torch.float64)
             t = self.dist.all_reduce_sum(t.to(self.device) if self.dist.backend == "nccl" else t).cpu()
             sums = [v / self.dist.world_size for v in t[:-1].tolist()]
             frames = int(t[-1].item())
         secs = time.monotonic() - t_start
-        row = {name: sums[i] / n for i, name in enumerate(LOSS_PARTS)}
-        row.update(epoch=epoch + 1, lr=groups[0]["lr"], steps=n, frames_per_s=frames / max(secs, 1e-9))
+        row = {name: (sums[i] / n if done_steps else float("nan")) for i, name in enumerate(LOSS_PARTS)}
+        row.update(epoch=epoch + 1, lr=groups[0]["lr"], steps=done_steps, frames_per_s=frames / max(secs, 1e-9))
         return row
 
     # ------------------------------------------------------------ evaluation
@@ -833,7 +840,8 @@ class _Run:
             self._on_interrupt()
             raise
         except TrainingError as e:
-            self._status("failed", str(e), failed_epoch=self.epoch + 1, failed_step=self.step + 1)
+            ep, st = getattr(self, "failed_at", (self.epoch, self.step))
+            self._status("failed", str(e), failed_epoch=ep + 1, failed_step=st + 1)
             raise
         except Exception as e:
             try:
