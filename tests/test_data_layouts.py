@@ -432,3 +432,17 @@ def test_records_validate():
         Tracklet(("a", "b"), 1, 0, (None,))
     t = Tracklet(["a", "b"], 1, 0, [None, "blur"])
     assert t.paths == ("a", "b") and t.num_corrupted == 1 and hash(t)
+
+
+def test_record_paths_are_plain_strings(tmp_path):
+    # records travel to spawned DataLoader workers: they must pickle as plain data
+    import pickle
+
+    write_market(tmp_path)
+    write_duke_video(tmp_path)
+    for name in ("market1501", "dukemtmcvidreid"):
+        ds = build_dataset(name, tmp_path, verbose=False)
+        rec = ds.train[0]
+        paths = [rec.path] if isinstance(rec, Sample) else list(rec.paths)
+        assert all(type(p) is str for p in paths)
+        assert pickle.loads(pickle.dumps(ds)).train == ds.train

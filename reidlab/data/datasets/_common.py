@@ -50,16 +50,29 @@ def require(path: Path, what: str, layout: str, *, is_dir: bool = False) -> Path
     return path
 
 
-def list_images(folder: Path) -> list[Path]:
+class ImageFile(str):
+    """A file path (the string itself) that also knows its base ``name``; far cheaper than a Path
+    when a reader lists hundreds of thousands of frames."""
+
+    name: str
+
+    def __new__(cls, path: str, name: str):
+        obj = super().__new__(cls, path)
+        obj.name = name
+        return obj
+
+
+def list_images(folder: Path) -> list[ImageFile]:
     """Image files of one folder (hidden files and e.g. Thumbs.db ignored), sorted by name."""
     out = []
     with os.scandir(folder) as it:
         for entry in it:
             if entry.name.startswith("."):
                 continue
-            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                out.append(Path(entry.path))
-    return sorted(out)
+            if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                out.append(ImageFile(entry.path, entry.name))
+    out.sort(key=lambda f: f.name)
+    return out
 
 
 def list_dirs(folder: Path) -> list[Path]:
