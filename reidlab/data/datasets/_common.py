@@ -5,7 +5,7 @@ readers collect everything into locals and only construct the dataset when every
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from reidlab.data.records import ReIDDataset, Sample, Tracklet
@@ -124,7 +124,3 @@ def finish(name: str, kind: str, train: list, query: list, gallery: list, protoc
         print(ds.summary())
     return ds
 
-
-def split_ids(values: Iterable[int]) -> str:
-    vals = sorted(set(values))
-    return ", ".join(str(v) for v in vals[:6]) + (" ..." if len(vals) > 6 else "")
