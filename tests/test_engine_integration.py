@@ -235,3 +235,44 @@ def test_cuda_amp_channels_last_run(world, tmp_path):
     # a CUDA checkpoint resumes/evaluates on CPU
     res = evaluate_checkpoint(rec.checkpoint_path("last"), device="cpu")
     assert 0 <= res.mAP <= 1
+
+
+def test_real_dense_extraction_of_a_320_frame_tracklet_is_bounded(tmp_path):
+    from PIL import Image
+
+    from reidlab import data as D
+    from reidlab.data.records import Tracklet
+    from reidlab.engine import extract_features
+    from reidlab.models import build_model
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(8):  # 8 distinct images, reused: a 320-frame tracklet costs 8 files
+        p = tmp_path / f"f{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (32, 16, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    long = Tracklet(tuple(paths[i % 8] for i in range(320)), pid=1, camid=0)
+    short = Tracklet(tuple(paths[:3]), pid=2, camid=1)
+    tf = D.build_transforms(32, 16, train=False)
+    seq_len, batch = 4, 5
+    loader = D.build_test_loader(D.VideoTestDataset([long, short], seq_len, tf), batch, 0)
+    torch.manual_seed(0)
+    model = build_model("video", 3).eval()
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0] * args[0].shape[1]))
+    try:
+        feats, pids, cams = extract_features(model, loader, "cpu", records=[long, short])
+    finally:
+        handle.remove()
+    assert max(seen) <= batch * seq_len and sum(seen) == (80 + 1) * seq_len  # 80 + 1 dense chunks
+    # reference: the same chunks, one at a time, averaged per tracklet
+    with torch.no_grad():
+        ref = []
+        for t in (long, short):
+            embs = []
+            for chunk in D.dense_chunks(len(t.paths), seq_len):
+                clip = torch.stack([tf(torch.from_numpy(D.read_image(t.paths[i])).permute(2, 0, 1)) for i in chunk])
+                embs.append(model(clip[None])[0])
+            ref.append(torch.stack(embs).mean(0))
+    torch.testing.assert_close(feats, torch.stack(ref), rtol=1e-4, atol=1e-5)
+    assert list(pids) == [1, 2] and list(cams) == [0, 1]
