@@ -163,8 +163,16 @@ def test_torchrun_gloo_two_processes(world, tmp_path):
         assert m[col].between(0, 1).all(), col
     assert np.isfinite(m[["loss", "loss_ce", "loss_triplet"]].to_numpy()).all()
     assert log.count("finished in") == 1  # only rank 0 reports
-    # 6 train ids, p=3: 2 P x K batches per pass, one per rank
-    assert list(rec.epochs["steps"]) == [1, 1]
+    # each rank ran its own share of the epoch's P x K batches
+    from reidlab.data import PKSampler, build_dataset
+
+    train_pids = [t.pid for t in build_dataset("synthetic", world, verbose=False).train]
+    expected = []
+    for epoch in range(2):
+        s = PKSampler(train_pids, 3, 2, seed=cfg.seed, num_replicas=2, rank=0)
+        s.set_epoch(epoch)
+        expected.append(len(s) // 6)
+    assert list(rec.epochs["steps"]) == expected and min(expected) >= 1
     assert not list(rec.run_dir.rglob("*.tmp"))
 
 
