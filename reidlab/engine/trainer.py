@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -415,10 +414,6 @@ def _metrics_of(result: Any) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- the run
-class _Interrupted(Exception):
-    pass
-
-
 class _Run:
     def __init__(self, cfg: RunConfig, dist: DistInfo, *, force: bool, resume: bool, progress: bool):
         self.cfg = cfg
@@ -974,7 +969,3 @@ def evaluate_checkpoint(
     loaders = (_test_loader(cfg, dataset.query, tf, cache), _test_loader(cfg, dataset.gallery, tf, cache),
                dataset.query, dataset.gallery)  # fmt: skip
     return evaluate_model(model, loaders, cfg, dev, progress=progress)
-
-
-def _main_is_interactive() -> bool:  # pragma: no cover - helper for __main__
-    return sys.stdin is not None and sys.stdin.isatty()
