@@ -11,17 +11,19 @@ Estimator (`power_iteration_extremes`), as described in the paper:
     lambda_min - lambda_1 once lambda_1 is close to lambda_max); lambda_min ~ lambda_1 + mu, the sign of mu
     taken from the Rayleigh quotient <p, Y p>.
 
-Two implementation choices keep this cheap (see benchmarks/bench_orth.py):
-  * Matrix-free products: ``X v = M (M^T v)`` costs 2*O*K multiply-adds; the Gram X itself (O*O*K) is
+Implementation choices that keep O.W. on every conv of a ResNet-50 cheap (see benchmarks/bench_orth.py):
+  * Matrix-free products: ``X v = (v^T M) M^T`` costs 2*O*K multiply-adds; the Gram X itself (O*O*K) is
     never formed. So the "rows" Gram (O x O) and the "columns" Gram (K x K) cost the same here; ``side``
     is a semantic choice, not a speed one.
-  * ``grad="fixed_vectors"`` (default): the iterations run without autograd; the returned estimate
-    |X p| / |p| is then recomputed with gradient at the final vector p held constant. The *value* is exactly
-    the paper's |q| / |p|; the gradient drops the dependence of p on M. |X p| / |p| is stationary in p at an
-    eigenvector (it is the square root of the Rayleigh quotient of X^2), so the dropped term vanishes as the
-    iteration converges, and the backward pass costs two mat-vecs instead of the whole unrolled loop
-    (about 6x cheaper on ResNet-50). ``grad="unrolled"`` backpropagates through every iteration, as the
-    published code does.
+  * ``grad="fixed_vectors"`` (default): the iterations run without autograd; the returned estimates
+    |X p| / |p| are then re-evaluated, both in one pass over M, with the final vectors p held constant and
+    an analytic backward (one M-sized write). The *values* are exactly the paper's |q| / |p|; the gradient
+    drops the dependence of p on M. |X p| / |p| is stationary in p at an eigenvector (it is the square root
+    of the Rayleigh quotient of X^2), so the dropped term vanishes as the iteration converges (tested: equal
+    to the eigvalsh gradient at convergence). ``grad="unrolled"`` backpropagates through every iteration
+    with autograd, as the published code does (several times slower).
+  * `WeightOrthogonality` stacks equally shaped weights into cache-sized chunks (one bmm per step for a
+    chunk); the iteration re-reads each chunk 4 * n_iter times, which is cheap while it stays in cache.
 
 Gram side: when M has more rows than columns (O > K, e.g. an expanding 1x1 conv, or a C x (H*W) feature map
 with fewer positions than channels) the O x O Gram has rank <= K and lambda_min is a structural zero; the

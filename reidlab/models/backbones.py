@@ -209,10 +209,15 @@ class ReIDModel(nn.Module):
 
     @torch.no_grad()
     def forward_aux(self, x: Tensor) -> tuple[Tensor, dict]:
-        """Eval-mode embedding (B, D) plus {"fusion": {...}, "attention": {...}} for plots.
-        Runs in whatever mode the model is in; call model.eval() first for retrieval embeddings."""
-        f, _, aux = self.encode(x, want_aux=True)
-        emb = self.neck.bn(f) if self.training else self.neck(f)
+        """Eval-mode embedding (B, D) plus {"fusion": fusion aux, "attention": {"cam": [...], "pam": [...],
+        ...}} for plots. Always runs in eval mode (BN running statistics untouched) and restores the mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            f, _, aux = self.encode(x, want_aux=True)
+            emb = self.neck(f)
+        finally:
+            self.train(was_training)
         aux.setdefault("fusion", {})
         aux.setdefault("attention", {"cam": [], "pam": []})
         return emb, aux
