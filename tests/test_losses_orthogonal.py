@@ -230,14 +230,30 @@ def test_fixed_vector_gradient_equals_plain_autograd_at_frozen_vectors():
     assert torch.allclose(M.grad, R.grad, atol=1e-10)
 
 
-def test_shifted_gram_norm_gradcheck():
+@pytest.mark.parametrize("cols", [False, True])
+def test_shifted_gram_norm_gradcheck(cols):
     from reidlab.losses.orthogonal import _ShiftedGramNorm
 
     g = torch.Generator().manual_seed(2)
     M = torch.randn(2, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    P = torch.nn.functional.normalize(torch.randn(2, 3, 4, generator=g, dtype=torch.float64), dim=-1)
+    P = torch.nn.functional.normalize(torch.randn(2, 3, 6 if cols else 4, generator=g, dtype=torch.float64), dim=-1)
     s = torch.rand(2, 3, generator=g, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda m: _ShiftedGramNorm.apply(m, P, s), (M,))
+    assert torch.autograd.gradcheck(lambda m: _ShiftedGramNorm.apply(m, P, s, cols), (M,))
+    # value: |(G - s I) p| with the explicit Gram
+    G = M.transpose(1, 2) @ M if cols else M @ M.transpose(1, 2)
+    ref = torch.linalg.vector_norm(P @ G - s.unsqueeze(-1) * P, dim=-1)
+    assert torch.allclose(_ShiftedGramNorm.apply(M, P, s, cols), ref)
+
+
+def test_smaller_side_gradient_matches_transposed_input():
+    M = torch.randn(9, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
+    a, b = power_iteration_extremes(M, 3, side="smaller")
+    (a - 2 * b).backward()
+    T = M.detach().T.clone().requires_grad_(True)  # 4 x 9: its rows Gram is M^T M
+    c, d = power_iteration_extremes(T, 3, side="rows")
+    (c - 2 * d).backward()
+    assert torch.allclose(a, c) and torch.allclose(b, d)
+    assert torch.allclose(M.grad, T.grad.T)
 
 
 @pytest.mark.parametrize("name", ["svdo", "so", "srip"])

@@ -92,23 +92,30 @@ def _check_matrix(M: Tensor, what: str = "M") -> Tensor:
 
 def _orient(M: Tensor, side: str) -> Tensor:
     """Return the matrix whose *row* Gram is wanted: M itself, or M^T for side='smaller' when O > K."""
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-    if side == "smaller" and M.shape[-2] > M.shape[-1]:
-        # one copy: batched products on a transposed view are several times slower than on stored rows
-        return M.transpose(-1, -2).contiguous()
+    if _use_columns(M, side):
+        return M.transpose(-1, -2)
     return M
 
 
-def _gram_mv(M: Tensor, v: Tensor, shift: Tensor | float | None = None) -> Tensor:
-    """(M M^T - shift I) v for batched M (L, O, K) and v (L, O) or (L, r, O) (r vectors at once).
+def _use_columns(M: Tensor, side: str) -> bool:
+    """True when the chosen Gram is the K x K one, M^T M (side='smaller' and O > K)."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    return side == "smaller" and M.shape[-2] > M.shape[-1]
 
-    Row-vector products (v^T M, then (v^T M) M^T) read M in its stored layout; the column form M^T v on a
-    transposed 3-D view was ~8x slower on CPU (it materialises the transpose).
+
+def _gram_mv(M: Tensor, v: Tensor, shift: Tensor | float | None = None, cols: bool = False) -> Tensor:
+    """(G - shift I) v with G = M M^T (cols=False, v (L, O)) or G = M^T M (cols=True, v (L, K)), for
+    batched M (L, O, K); v may also hold r vectors at once, (L, r, n).
+
+    Only row-vector products are used, (v^T M) M^T or (v^T M^T) M: bmm with M or M^T as the *right*
+    operand reads M in its stored layout, while a transposed *left* 3-D operand was ~8x slower on CPU.
+    So the K x K Gram needs no transposed copy of M either.
     """
     single = v.dim() == 2
     V = v.unsqueeze(1) if single else v
-    out = torch.bmm(torch.bmm(V, M), M.transpose(1, 2))
+    Mt = M.transpose(1, 2)
+    out = torch.bmm(torch.bmm(V, Mt), M) if cols else torch.bmm(torch.bmm(V, M), Mt)
     if shift is not None:
         s = shift.reshape(-1, 1, 1) if isinstance(shift, Tensor) else shift
         out = out - s * V
@@ -119,65 +126,73 @@ def _unit(v: Tensor) -> Tensor:
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_EPS)
 
 
-def _iterate(M: Tensor, n_iter: int, shift: Tensor | float | None) -> tuple[Tensor, Tensor]:
+def _iterate(M: Tensor, n_iter: int, shift: Tensor | float | None, cols: bool = False) -> tuple[Tensor, Tensor]:
     """`p <- Y q, q <- Y p` n_iter times from the fixed start vector, Y = M M^T - shift I (M: (L, O, K)).
 
     Returns the last unit p (L, O) and q = Y p (L, O): |q| / |p| = |q| is the estimate of |mu|, the
     dominant eigenvalue magnitude of Y, and sign(<p, q>) its sign.
     """
-    L, O, _ = M.shape
-    q = _start_vector(O, M.dtype, M.device).expand(L, O)
+    L, O, K = M.shape
+    n = K if cols else O
+    q = _start_vector(n, M.dtype, M.device).expand(L, n)
     p = q
     for it in range(n_iter):
-        p = _unit(_gram_mv(M, q, shift))
-        q_new = _gram_mv(M, p, shift)
+        p = _unit(_gram_mv(M, q, shift, cols))
+        q_new = _gram_mv(M, p, shift, cols)
         if it < n_iter - 1:
             q = _unit(q_new)
     return p, q_new
 
 
 class _ShiftedGramNorm(torch.autograd.Function):
-    """n_i = |(M M^T - s_i I) p_i| for fixed unit vectors P (L, r, O) and fixed shifts s (L, r); M (L, O, K).
+    """n_i = |(G - s_i I) p_i| for fixed unit vectors P (L, r, n) and fixed shifts s (L, r); M (L, O, K),
+    G = M M^T (cols=False, n = O) or M^T M (cols=True, n = K).
 
-    Analytic backward, one pass over M: with z = M^T p, y = M z - s p and w = M^T y,
-    dn/dM = (y z^T + p w^T) / n (zero where n = 0). Autograd through the two bmm's would write several
-    M-sized outer products instead.
+    Analytic backward, one pass over M. Rows: with z = M^T p, y = M z - s p, w = M^T y,
+    dn/dM = (y z^T + p w^T) / n. Columns (A = M^T): dn/dA as above, so dn/dM = (z y^T + w p^T) / n.
+    Zero where n = 0. Autograd through the bmm's would write several M-sized outer products instead.
     """
 
     @staticmethod
-    def forward(ctx, M: Tensor, P: Tensor, shift: Tensor) -> Tensor:  # type: ignore[override]
-        Z = torch.bmm(P, M)  # (L, r, K)
-        Y = torch.bmm(Z, M.transpose(1, 2)) - shift.unsqueeze(-1) * P  # (L, r, O)
+    def forward(ctx, M: Tensor, P: Tensor, shift: Tensor, cols: bool) -> Tensor:  # type: ignore[override]
+        Mt = M.transpose(1, 2)
+        Z = torch.bmm(P, Mt if cols else M)  # (L, r, K) rows / (L, r, O) cols
+        Y = torch.bmm(Z, M if cols else Mt) - shift.unsqueeze(-1) * P  # (L, r, n)
         n = torch.linalg.vector_norm(Y, dim=-1)
         ctx.save_for_backward(M, P, Z, Y, n)
+        ctx.cols = cols
         return n
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
         M, P, Z, Y, n = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None, None
+            return None, None, None, None
         coef = torch.where(n > 0, g / n.clamp_min(_EPS), torch.zeros_like(n))
         Yt = coef.unsqueeze(-1) * Y
-        W = torch.bmm(Yt, M)  # rows (M^T y_i)^T scaled, (L, r, K)
-        # (L, O, 2r) made contiguous: bmm with a transposed left operand was ~4x slower on CPU
-        gM = torch.bmm(torch.cat([Yt, P], 1).transpose(1, 2).contiguous(), torch.cat([Z, W], 1))
-        return gM, None, None
+        # (L, O, 2r) operands made contiguous: bmm with a transposed left operand was ~4x slower on CPU
+        if ctx.cols:
+            W = torch.bmm(Yt, M.transpose(1, 2))  # (L, r, O)
+            gM = torch.bmm(torch.cat([Z, W], 1).transpose(1, 2).contiguous(), torch.cat([Yt, P], 1))
+        else:
+            W = torch.bmm(Yt, M)  # (L, r, K)
+            gM = torch.bmm(torch.cat([Yt, P], 1).transpose(1, 2).contiguous(), torch.cat([Z, W], 1))
+        return gM, None, None, None
 
 
-def _extremes(M: Tensor, n_iter: int, unrolled: bool) -> tuple[Tensor, Tensor]:
+def _extremes(M: Tensor, n_iter: int, unrolled: bool, cols: bool = False) -> tuple[Tensor, Tensor]:
     """(lambda_1, lambda_min) estimates for M (L, O, K); see power_iteration_extremes."""
     if unrolled:
-        p1, q1 = _iterate(M, n_iter, None)
+        p1, q1 = _iterate(M, n_iter, None, cols)
         lam1 = torch.linalg.vector_norm(q1, dim=-1)
-        p2, q2 = _iterate(M, n_iter, lam1)
+        p2, q2 = _iterate(M, n_iter, lam1, cols)
         sign = torch.where((p2 * q2).sum(-1) > 0, 1.0, -1.0).to(M.dtype).detach()
         return lam1, lam1 + sign * torch.linalg.vector_norm(q2, dim=-1)
     with torch.no_grad():
         Md = M.detach()
-        p1, q1 = _iterate(Md, n_iter, None)
+        p1, q1 = _iterate(Md, n_iter, None, cols)
         lam1 = torch.linalg.vector_norm(q1, dim=-1)
-        p2, q2 = _iterate(Md, n_iter, lam1)
+        p2, q2 = _iterate(Md, n_iter, lam1, cols)
         n2 = torch.linalg.vector_norm(q2, dim=-1)
         dot = (p2 * q2).sum(-1)
         sign = torch.where(dot > 0, 1.0, -1.0).to(M.dtype)
@@ -187,23 +202,23 @@ def _extremes(M: Tensor, n_iter: int, unrolled: bool) -> tuple[Tensor, Tensor]:
     # Both estimates are re-evaluated at their final vectors in one pass over M. lambda_min's shift is
     # lambda_1 (a function of M): its first-order effect is added as dn2/ds * (n1 - n1.detach()), which is
     # 0 in value and carries the chain-rule term in the gradient.
-    n = _ShiftedGramNorm.apply(M, P, shifts)
+    n = _ShiftedGramNorm.apply(M, P, shifts, cols)
     n1, n2 = n[:, 0], n[:, 1]
     return n1, n1 + sign * (n2 + dn2_dshift * (n1 - n1.detach()))
 
 
-def _dominant(M: Tensor, n_iter: int, shift: float, unrolled: bool) -> Tensor:
-    """Signed dominant eigenvalue of (M M^T - shift I), M (L, O, K)."""
+def _dominant(M: Tensor, n_iter: int, shift: float, unrolled: bool, cols: bool = False) -> Tensor:
+    """Signed dominant eigenvalue of (G - shift I), M (L, O, K), G = M M^T or M^T M (cols)."""
     s = shift if shift else None
     if unrolled:
-        p, q = _iterate(M, n_iter, s)
+        p, q = _iterate(M, n_iter, s, cols)
         sign = torch.where((p * q).sum(-1) > 0, 1.0, -1.0).to(M.dtype).detach()
         return sign * torch.linalg.vector_norm(q, dim=-1)
     with torch.no_grad():
-        p, q = _iterate(M.detach(), n_iter, s)
+        p, q = _iterate(M.detach(), n_iter, s, cols)
         sign = torch.where((p * q).sum(-1) > 0, 1.0, -1.0).to(M.dtype)
         shifts = torch.full_like(sign, float(shift)).unsqueeze(1)
-    return sign * _ShiftedGramNorm.apply(M, p.unsqueeze(1), shifts)[:, 0]
+    return sign * _ShiftedGramNorm.apply(M, p.unsqueeze(1), shifts, cols)[:, 0]
 
 
 def dominant_eigenvalue(M: Tensor, n_iter: int = 2, *, shift: float = 0.0, side: str = "rows",
@@ -216,8 +231,8 @@ def dominant_eigenvalue(M: Tensor, n_iter: int = 2, *, shift: float = 0.0, side:
     _check_n_iter(n_iter)
     _check_grad(grad)
     squeeze = M.dim() == 2
-    A = _orient(M.unsqueeze(0) if squeeze else M, side)
-    out = _dominant(A, n_iter, float(shift), grad == "unrolled")
+    A = M.unsqueeze(0) if squeeze else M
+    out = _dominant(A, n_iter, float(shift), grad == "unrolled", _use_columns(A, side))
     return out[0] if squeeze else out
 
 
@@ -250,8 +265,8 @@ def power_iteration_extremes(M: Tensor, n_iter: int = 2, *, side: str = "rows",
     _check_n_iter(n_iter)
     _check_grad(grad)
     squeeze = M.dim() == 2
-    A = _orient(M.unsqueeze(0) if squeeze else M, side)
-    lam1, lam_min = _extremes(A, n_iter, grad == "unrolled")
+    A = M.unsqueeze(0) if squeeze else M
+    lam1, lam_min = _extremes(A, n_iter, grad == "unrolled", _use_columns(A, side))
     if squeeze:
         return lam1[0], lam_min[0]
     return lam1, lam_min
@@ -306,7 +321,7 @@ def so_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "
 
 def srip_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "fixed_vectors") -> Tensor:
     """Spectral norm sigma(G - I) by power iteration on the symmetric G - I; (L,)."""
-    return _dominant(_orient(M, side), n_iter, 1.0, grad == "unrolled").abs()
+    return _dominant(M, n_iter, 1.0, grad == "unrolled", _use_columns(M, side)).abs()
 
 
 def none_distance(M: Tensor, *, n_iter: int = 2, side: str = "rows", grad: str = "fixed_vectors") -> Tensor:
