@@ -22,8 +22,8 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser", "main_job"]
 
-#: notebooks the main job executes after the sweep, with their outputs' key figures
-MAIN_NOTEBOOKS = ("report", "fusion_diagnostics", "correlation", "attention")
+#: notebooks the main job runs on the sweep's runs after `report` (longest first: they run in parallel)
+ANALYSIS_NOTEBOOKS = ("fusion_diagnostics", "correlation", "attention")
 MAIN_SPEC = "sweeps/fusion.yaml"
 QUICK_OVERRIDES = {"epochs": 1, "steps_per_epoch": 2, "eval_every": 1}
 
@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: from the spec / 2)")
     p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: every run 1 epoch of 2 steps (numbers meaningless)")
+                   help="smoke test: every run 1 epoch of 2 steps (numbers meaningless; default results "
+                        "folder <results>/quick)")
     p.add_argument("--force", action="store_true", help="re-run finished runs")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a training parameter for every run")
@@ -204,6 +205,33 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_notebooks(names: Sequence[str], params: dict, root: Path, jobs: int) -> dict[str, tuple[bool, float, Path]]:
+    """Run notebooks as `python -m reidlab run` processes, `jobs` at a time with cpu_count/jobs torch
+    threads each (several single-threaded processes beat one multi-threaded kernel on a small, shared
+    CPU). Returns name -> (ok, seconds, log path); logs go next to the executed copies."""
+    import json
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.pop("MPLBACKEND", None)
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+
+    def one(name: str) -> tuple[str, tuple[bool, float, Path]]:
+        cmd = [sys.executable, "-m", "reidlab", "run", name, "--results", str(root), "--quiet"]
+        for k, v in params.items():
+            cmd += ["-p", k, v if isinstance(v, str) else json.dumps(v)]
+        log = root / "notebooks" / f"{name}.log"
+        t0 = time.monotonic()
+        with open(log, "w") as f:
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        return name, (rc == 0, time.monotonic() - t0, log)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(pool.map(one, names))
+
+
 def main_job(
     *,
     spec: str = MAIN_SPEC,
@@ -213,15 +241,18 @@ def main_job(
     force: bool = False,
     raw_overrides: dict | None = None,
 ) -> int:
-    """The README's first command: sweep `spec`, regenerate tables, run the report, diagnostics,
-    correlation and attention notebooks on the sweep's runs, and copy their key figures into
-    `<results>/figures/`. Prints the time of each stage."""
+    """The README's first command: sweep `spec`; regenerate the tables; run the report notebook
+    (tables + curves), then the fusion-diagnostics, correlation and attention notebooks on the sweep's
+    runs (in parallel processes); their figures go to `<results>/figures/`, their tables to
+    `<results>/tables/`, the executed notebooks to `<results>/notebooks/`. Prints each stage's time."""
     from reidlab.notebook import NotebookExecutionError, ParameterError, run_notebook
     from reidlab.runs.tables import write_tables
     from reidlab.sweep import load_spec
 
     t_start = time.monotonic()
     root = _results_root(results).absolute()
+    if quick and results is None:  # smoke-test numbers must never mix with the real runs (same run ids)
+        root = root / "quick"
     try:
         sp = load_spec(spec)
     except (FileNotFoundError, ValueError) as e:
@@ -243,19 +274,22 @@ def main_job(
         return 1
     print("== tables: " + ", ".join(str(p) for p in written))
     figures = root / "figures"
+    common = {"prefix": f"{sp.name}-", "figures_dir": str(figures)}
     failures = 0
-    for name in MAIN_NOTEBOOKS:
-        t0 = time.monotonic()
-        try:
-            out = run_notebook(name, {"prefix": f"{sp.name}-", "figures_dir": str(figures)},
-                               results_dir=root, log_output=False)
-            print(f"== notebook {name}: {out} ({time.monotonic() - t0:.0f} s)")
-        except ParameterError as e:
-            _err(f"notebook {name}: {e}")
-            return 2
-        except NotebookExecutionError as e:
-            _err(str(e))
-            failures += 1
+    t0 = time.monotonic()
+    try:  # tables + curves; the analyses run below, in parallel processes
+        out = run_notebook("report", {**common, "analyses": False}, results_dir=root, log_output=False)
+        print(f"== notebook report: {out} ({time.monotonic() - t0:.0f} s)")
+    except ParameterError as e:
+        _err(f"notebook report: {e}")
+        return 2
+    except NotebookExecutionError as e:
+        _err(str(e))
+        failures += 1
+    done = _run_notebooks(ANALYSIS_NOTEBOOKS, common, root, jobs)
+    for name, (ok, seconds, log) in done.items():
+        print(f"== notebook {name}: {'done' if ok else 'FAILED (log ' + str(log) + ')'} ({seconds:.0f} s)")
+        failures += 0 if ok else 1
     print(f"== main job finished in {time.monotonic() - t_start:.0f} s "
           f"(sweep {t_sweep:.0f} s); tables in {root / 'tables'}, figures in {figures}")
     return 1 if (failures or rc) else 0

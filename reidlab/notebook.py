@@ -10,7 +10,7 @@ therefore validates names and types BEFORE any kernel starts, and nothing is wri
 Where the executed notebook goes:
 - a notebook with a `run_id` parameter (training notebooks) -> `<results>/runs/<run_id>/notebook.ipynb`
   (a run id is derived from the non-default parameters when none is given, ending in `-s<seed>`);
-- any other notebook -> `<results>/notebooks/<stem>.ipynb` (or `<stem>-<tag>.ipynb` with `tag`).
+- any other notebook -> `<results>/notebooks/<stem>.ipynb` (`<stem>-<tag>.ipynb` with a `tag`).
 The copy is written to a temporary file while executing and moved there at the end, also when a cell
 fails (so the error can be read in it).
 """
@@ -267,7 +267,8 @@ def output_path(notebook: str | Path, parameters: Mapping[str, Any], results_dir
     if rid:
         return results_dir / "runs" / str(rid) / "notebook.ipynb"
     stem = Path(notebook).stem
-    return results_dir / "notebooks" / (f"{stem}-{tag}.ipynb" if tag else f"{stem}.ipynb")
+    tag = tag or parameters.get("tag") or None  # analysis notebooks name their outputs by their `tag`
+    return results_dir / "notebooks" / (f"{stem}-{slug(tag)}.ipynb" if tag else f"{stem}.ipynb")
 
 
 def _is_current_python(argv0: str) -> bool:

@@ -209,6 +209,34 @@ def _last_error_line(log: Path) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+def _prepare_synthetic_worlds(todo: list[SweepJob], declared: Mapping, echo: Callable[[str], None],
+                              cwd: str | Path | None = None) -> None:
+    """Generate each synthetic world the runs need once, before parallel runs could race to create it."""
+    defaults = {k: p.default for k, p in declared.items()}
+    if "dataset" not in defaults:
+        return
+    seen = set()
+    for job in todo:
+        params = {**defaults, **job.parameters}
+        if params.get("dataset") != "synthetic":
+            continue
+        from reidlab.config import DataConfig
+
+        root = Path(params.get("root") or DataConfig().root)
+        if cwd is not None and not root.is_absolute():
+            root = Path(cwd) / root
+        knobs = params.get("synthetic") or {}
+        key = (str(root), json.dumps(knobs, sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        from reidlab.data.synthetic import ensure_world
+
+        t0 = time.monotonic()
+        ensure_world(root, verbose=False, **knobs)
+        echo(f"synthetic world {root}: ready ({time.monotonic() - t0:.0f} s)")
+
+
 def run_sweep(
     spec: str | Path | SweepSpec,
     *,
@@ -252,6 +280,7 @@ def run_sweep(
         echo(f"sweep {sp.name!r}: all {len(grid)} runs finished; nothing to do (use --force to re-run)")
         return report
 
+    _prepare_synthetic_worlds(todo, declared, echo, cwd)
     log_dir = res / "sweeps" / sp.name
     log_dir.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)

@@ -192,10 +192,10 @@ def test_analysis_notebooks_on_trained_runs(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     figs = tmp_path / "figs"
     common = {"prefix": "fusion-", "figures_dir": str(figs)}
-    run_notebook("correlation", {**common, "max_items": 0, "max_dims": 8}, results_dir=trained)
-    run_notebook("attention", common, results_dir=trained)
-    run_notebook("fusion_diagnostics", {**common, "max_tracklets": 3, "taus": [0.1, 1.0]}, results_dir=trained)
-    out = run_notebook("report", {"figures_dir": str(figs)}, results_dir=trained)
+    # the report re-runs the three analysis notebooks itself (nested papermill runs)
+    extra = {"correlation": {"max_items": 0, "max_dims": 8},
+             "fusion_diagnostics": {"max_tracklets": 3, "taus": [0.1, 1.0]}}
+    out = run_notebook("report", {**common, "analysis_parameters": extra}, results_dir=trained)
     assert out == trained / "notebooks" / "report.ipynb" and _has_png(out)
     for name in ("correlation", "attention", "fusion_diagnostics"):
         assert _has_png(trained / "notebooks" / f"{name}.ipynb"), name

@@ -485,27 +485,31 @@ def report() -> list:
     return [
         md("# Report: every table and figure from `results/runs/`\n\n"
            "Regenerates `results/tables/` (per-epoch tables in the lab-notes format, the summary with the "
-           "seed spread and the difference to the `mean` baseline) and the per-epoch curves with seed bands. "
-           "Nothing is trained here.\n\n```bash\npython -m reidlab run report\n```"),
+           "seed spread and the difference to the `mean` baseline), the per-epoch curves with seed bands, "
+           "and — with `analyses` — re-runs the correlation, attention and fusion-diagnostics notebooks on "
+           "the runs (their executed copies go to `results/notebooks/`). Nothing is trained here.\n\n"
+           "```bash\npython -m reidlab run report -p prefix fusion-\n```"),
         code('''\
 results_dir: str = "results"  # results folder holding runs/
-prefix: str = ""  # only runs whose id starts with this ("" = all); curves only, the tables use every run
-baseline: str = ""  # baseline variant of the summary ("" = the one that fused with `mean`)
+prefix: str = ""  # run-id prefix of the runs for curves and analyses ("": all); the tables use every run
+baseline: str = ""  # baseline variant of the summary ("": the one that fused with `mean`)
 include_unfinished: bool = False  # also tabulate runs that did not finish
-figures_dir: str = ""  # where figures go ("" = <results_dir>/figures)''', parameters=True),
+figures_dir: str = ""  # where figures go ("": <results_dir>/figures)
+analyses: bool = True  # also re-run the correlation, attention and fusion_diagnostics notebooks
+analysis_parameters: dict = {}  # extra parameters per analysis notebook, e.g. {"fusion_diagnostics": {"max_tracklets": 40}}''', parameters=True),
         code('''\
 import matplotlib.pyplot as plt
 from pathlib import Path
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
-from reidlab.notebook import enter_workspace
-from reidlab.runs.tables import build_tables, group_runs, load_runs, metrics_long, write_tables
+from reidlab.notebook import enter_workspace, run_notebook
+from reidlab.runs.tables import group_runs, load_runs, metrics_long, write_tables
 from reidlab.viz import save_figure
 from reidlab.viz.curves import plot_curves
 
 enter_workspace()
-results = Path(results_dir)
-figures = Path(figures_dir) if figures_dir else results / "figures"'''),
+results = Path(results_dir).absolute()
+figures = Path(figures_dir).absolute() if figures_dir else results / "figures"'''),
         code('''\
 written = write_tables(results / "runs", results / "tables", baseline=baseline or None,
                        include_unfinished=include_unfinished)
@@ -519,6 +523,14 @@ groups = group_runs(runs)
 fig = plot_curves(metrics_long(groups), title="per-epoch test metrics, mean ± 1 std over seeds")
 save_figure(fig, figures / "curves.png")
 plt.show()'''),
+        md("## Analyses (correlation, attention, fusion diagnostics)"),
+        code('''\
+if analyses:
+    for name in ("correlation", "attention", "fusion_diagnostics"):
+        params = {"prefix": prefix, "figures_dir": str(figures), **analysis_parameters.get(name, {})}
+        print(name, "->", run_notebook(name, params, results_dir=results))
+    for png in sorted(figures.glob("*.png")):
+        display(Markdown(f"**{png.name}**"), Image(filename=str(png)))'''),
     ]
 
 
