@@ -229,3 +229,14 @@ def test_build_fusion_errors_and_registry():
         build_fusion("mean", 8)(torch.randn(2, 8))
     d = build_fusion("softmax_cosine", 8, tau=0.5).describe()
     assert d["class"] == "SoftmaxCosineFusion" and d["options"]["tau"] == 0.5
+
+
+@pytest.mark.parametrize("hier", [False, True])
+def test_spherical_ignores_zero_frames(hier):
+    x = _x(B=1, T=3, D=8)
+    x[:, 1] = 0.0
+    fused, aux = build_fusion("spherical", 8, hierarchical=hier)(x)
+    assert aux["weights"][0, 1].item() == 0.0
+    ref, _ = build_fusion("spherical", 8)(x[:, [0, 2]])
+    if not hier:
+        assert torch.allclose(fused, ref, atol=1e-5)

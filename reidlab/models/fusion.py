@@ -192,7 +192,8 @@ class SphericalFusion(VectorFusion):
     keep_norm=True, so the output keeps the frames' scale).
 
     weighting="linear" (default): w_t proportional to (pi - theta_t): a frame opposite the centre gets 0.
-    weighting="softmax": w_t = softmax_t(-theta_t / tau). aux also holds "angles" (B, T) in radians.
+    weighting="softmax": w_t = softmax_t(-theta_t / tau). Zero frames (no direction) get weight 0 (all
+    zero: uniform weights, zero output). aux also holds "angles" (B, T) in radians.
     """
 
     name = "spherical"
@@ -208,7 +209,9 @@ class SphericalFusion(VectorFusion):
         self.weighting, self.tau, self.keep_norm = weighting, float(tau), bool(keep_norm)
 
     def _fuse(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
-        norms = torch.linalg.vector_norm(x, dim=-1).clamp_min(_EPS)  # (B, T)
+        raw = torch.linalg.vector_norm(x, dim=-1)  # (B, T)
+        norms = raw.clamp_min(_EPS)
+        valid = (raw > _EPS).to(x.dtype)  # a zero frame has no direction: weight 0
         u = x / norms.unsqueeze(-1)
         m = u.mean(1)
         m = m / torch.linalg.vector_norm(m, dim=-1, keepdim=True).clamp_min(_EPS)
@@ -216,17 +219,18 @@ class SphericalFusion(VectorFusion):
         cos = (u * m.unsqueeze(1)).sum(-1).clamp(-1.0 + 1e-6, 1.0 - 1e-6)
         theta = torch.arccos(cos)
         if self.weighting == "linear":
-            s = math.pi - theta
-            w = s / s.sum(1, keepdim=True).clamp_min(_EPS)
+            s = (math.pi - theta) * valid
         else:
-            w = torch.softmax(-theta / self.tau, dim=1)
+            s = torch.softmax(-theta / self.tau, dim=1) * valid
+        tot = s.sum(1, keepdim=True)
+        w = torch.where(tot > 0, s / tot.clamp_min(_EPS), torch.full_like(s, 1.0 / s.shape[1]))
         v = (w.unsqueeze(-1) * u).sum(1)
         vn = torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_EPS)
         scale = 1.0 / vn
         if self.keep_norm:
             scale = scale * (w * norms).sum(1, keepdim=True)
         fused = v * scale
-        coef = w / norms * scale
+        coef = w * valid / norms * scale
         return fused, w, coef, {"angles": theta}
 
 
