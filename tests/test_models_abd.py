@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 import torchvision
@@ -67,6 +69,8 @@ def test_full_abd_gradients_reach_attention_and_dims():
 
 def test_branch_order_is_fixed_and_switchable():
     m = _abd()
+    d = json.loads(json.dumps(m.describe()))
+    assert d["branches"] == ["global", "attention"] and d["abd"]["branch_dim"] == 32 and d["embedding_dim"] == 96
     assert tuple(m.encoder.branches) == BRANCH_ORDER == ("global", "attention")
     keys = [k for k in m.state_dict() if k.startswith("encoder.branches.")]
     first_att = next(i for i, k in enumerate(keys) if k.startswith("encoder.branches.attention."))

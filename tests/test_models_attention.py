@@ -59,3 +59,14 @@ def test_attention_rejects_wrong_channels():
         CAM(8)(torch.randn(1, 4, 2, 2))
     with pytest.raises(ValueError, match="PAM expects"):
         PAM(8)(torch.randn(1, 4, 2, 2))
+
+
+def test_attention_on_zero_input_is_finite_with_gradients():
+    for mod, c in ((CAM(4), 4), (PAM(8, reduction=4), 8)):
+        with torch.no_grad():
+            mod.gamma.fill_(0.5)
+        x = torch.zeros(2, c, 3, 2, requires_grad=True)
+        out, S = mod(x, return_attention=True)
+        out.sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(S).all() and torch.isfinite(x.grad).all()
+        assert torch.allclose(S, torch.full_like(S, 1.0 / S.shape[-1]))  # no affinity: uniform attention
