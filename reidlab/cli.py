@@ -217,8 +217,12 @@ def _run_notebooks(names: Sequence[str], params: dict, root: Path, jobs: int) ->
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.pop("MPLBACKEND", None)
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    from reidlab.sweep import Stagger
+
+    stagger = Stagger()
 
     def one(name: str) -> tuple[str, tuple[bool, float, Path]]:
+        stagger.wait()
         cmd = [sys.executable, "-m", "reidlab", "run", name, "--results", str(root), "--quiet"]
         for k, v in params.items():
             cmd += ["-p", k, v if isinstance(v, str) else json.dumps(v)]

@@ -21,9 +21,11 @@ import ast
 import hashlib
 import json
 import os
+import random
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,6 +327,14 @@ def enter_workspace() -> Path:
     return Path.cwd()
 
 
+_KERNEL_START_ATTEMPTS = 3
+
+
+def _kernel_never_started(e: BaseException) -> bool:
+    text = f"{type(e).__name__}: {e}"
+    return "before replying to kernel_info" in text or "Address already in use" in text
+
+
 def _error_from_notebook(path: Path) -> tuple[int | None, str, str]:
     """(cell index, ename, evalue) of the first error output of an executed notebook."""
     import nbformat
@@ -364,8 +374,9 @@ def run_notebook(
     params = validate_parameters(nb_path, parameters, from_strings=from_strings)
     declared = notebook_parameters(nb_path)
     defaults = {k: p.default for k, p in declared.items()}
-    res = Path(results_dir) if results_dir is not None else default_results_dir()
-    res = res.absolute()
+    if results_dir is None and params.get("results_dir"):
+        results_dir = params["results_dir"]  # `-p results_dir X` means the same as `--results X`
+    res = (Path(results_dir) if results_dir is not None else default_results_dir()).absolute()
     if "results_dir" in declared:
         params["results_dir"] = str(res)
     if "run_id" in declared and not params.get("run_id"):
@@ -376,16 +387,24 @@ def run_notebook(
     os.close(fd)
     tmp = Path(tmp_name)
     failure: BaseException | None = None
-    try:
-        papermill.execute_notebook(
-            str(nb_path), str(tmp), parameters=params, kernel_name=kernel, progress_bar=False,
-            log_output=log_output, cwd=str(cwd) if cwd is not None else os.getcwd(),
-            execution_timeout=execution_timeout,
-        )
-    except PapermillExecutionError as e:
-        failure = NotebookExecutionError(str(nb_path), e.cell_index, e.ename, e.evalue, dest)
-    except Exception as e:  # kernel death, timeouts: nbclient errors
-        failure = NotebookExecutionError(str(nb_path), None, type(e).__name__, str(e), dest)
+    for attempt in range(1, _KERNEL_START_ATTEMPTS + 1):
+        failure = None
+        try:
+            papermill.execute_notebook(
+                str(nb_path), str(tmp), parameters=params, kernel_name=kernel, progress_bar=False,
+                log_output=log_output, cwd=str(cwd) if cwd is not None else os.getcwd(),
+                execution_timeout=execution_timeout,
+            )
+        except PapermillExecutionError as e:
+            failure = NotebookExecutionError(str(nb_path), e.cell_index, e.ename, e.evalue, dest)
+        except Exception as e:  # kernel death, timeouts: nbclient errors
+            failure = NotebookExecutionError(str(nb_path), None, type(e).__name__, str(e), dest)
+            if _kernel_never_started(e) and attempt < _KERNEL_START_ATTEMPTS:
+                # jupyter_client picks free ports, then the kernel binds them: kernels started at the same
+                # moment by parallel processes can collide ("Address already in use"). No cell ran: retry.
+                time.sleep(0.5 + random.random() * 2.0 * attempt)
+                continue
+        break
     if tmp.exists() and tmp.stat().st_size > 0:
         from reidlab.runs.records import atomic_write_bytes
 

@@ -184,6 +184,23 @@ class SweepReport:
         return not self.failed
 
 
+class Stagger:
+    """Spaces out process launches by `gap` seconds (thread-safe): kernels started at the same instant
+    by parallel processes can pick the same free port (jupyter_client's port choice races)."""
+
+    def __init__(self, gap: float = 1.5):
+        import threading
+
+        self.gap, self._lock, self._last = gap, threading.Lock(), 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            delay = self._last + self.gap - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._last = time.monotonic()
+
+
 def _cli_value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
@@ -291,9 +308,12 @@ def run_sweep(
     total = len(todo)
     counter = itertools.count(1)
 
+    stagger = Stagger()
+
     def one(job: SweepJob) -> None:
         log = log_dir / f"{job.run_id}.log"
         report.logs[job.run_id] = log
+        stagger.wait()
         t0 = time.monotonic()
         with open(log, "w") as f:
             proc = subprocess.run(_command(job, sp.notebook, res, force, declared), stdout=f,

@@ -216,3 +216,29 @@ def test_cli_eval_on_trained_checkpoint(trained, capsys):
     out = capsys.readouterr().out
     assert "mAP" in out and "Rank1" in out
     assert cli_main(["eval", str(trained / "nope.pt")]) == 2
+
+
+def test_kernel_start_collision_is_retried(tmp_path, monkeypatch):
+    """Parallel kernel starts can collide on a port; the runner retries when no cell ran."""
+    import reidlab.notebook as rn
+
+    nb = _probe_notebook(tmp_path / "probe.ipynb", "print(x)")
+    calls = []
+
+    def fake_execute(src, dst, **kw):
+        calls.append(kw["parameters"])
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        nbformat.write(nbformat.read(src, as_version=4), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.setattr(rn.time, "sleep", lambda s: None)
+    out = run_notebook(nb, {"x": 2}, output=tmp_path / "out.ipynb", kernel_name="python3")
+    assert out.exists() and len(calls) == 2
+
+    def always_fails(src, dst, **kw):
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", always_fails)
+    with pytest.raises(NotebookExecutionError, match="kernel_info"):
+        run_notebook(nb, {"x": 2}, output=tmp_path / "out2.ipynb", kernel_name="python3")

@@ -162,3 +162,11 @@ def test_shipped_fusion_sweep_builds_a_different_model_per_variant():
     assert len(set(built.values())) == len(built), f"two variants build the same fusion: {built}"
     classes = {json.loads(v)["class"] for v in built.values()}
     assert {"MeanFusion", "SoftmaxCosineFusion", "TemplateMaskFusion"} <= classes
+
+
+def test_core_sweep_is_a_subset_of_the_full_sweep():
+    """Running the core sweep first and the full one later must reuse the core runs (same ids, same
+    parameters), so the full sweep only adds the other variants."""
+    full = {j.run_id: j.parameters for j in expand(load_spec(ROOT / "sweeps" / "fusion.yaml"))}
+    core = {j.run_id: j.parameters for j in expand(load_spec(ROOT / "sweeps" / "fusion_core.yaml"))}
+    assert len(core) == 9 and core.items() <= full.items()

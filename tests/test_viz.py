@@ -61,6 +61,9 @@ def test_correlation_heatmaps_side_by_side_fixed_scale():
     assert "eff. rank 3.0 / 3" in heat[0].get_title() and "first 2 of 3" in heat[0].get_title()
     with pytest.raises(ValueError, match="square"):
         correlation_heatmaps({"x": np.ones((2, 3))})
+    fig = correlation_heatmaps({str(i): np.eye(2) for i in range(4)})  # 3 per row: 2 rows, 2 hidden slots
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in shown] == ["0", "1", "2", "3"]
 
 
 def test_upsample_map_and_display_image():

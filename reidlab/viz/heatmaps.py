@@ -15,9 +15,11 @@ def correlation_heatmaps(
     summaries: Mapping[str, Mapping[str, float]] | None = None,
     *,
     max_dims: int = 64,
+    max_cols: int = 3,
     title: str | None = None,
 ):
-    """Correlation matrices (D, D) side by side, diverging colours centred at 0 on [−1, 1].
+    """Correlation matrices (D, D) side by side (`max_cols` per row), diverging colours centred at 0 on
+    [−1, 1].
 
     matrices: label -> (D, D) correlation matrix. Only the first `max_dims` dimensions are drawn (a
     2048-d heatmap is unreadable); the summary numbers in `summaries` (label -> {"mean_abs_offdiag",
@@ -30,14 +32,18 @@ def correlation_heatmaps(
     if not matrices:
         raise ValueError("correlation_heatmaps: no matrices given")
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 4.2), squeeze=False)
-    for i, (ax, (label, mat)) in enumerate(zip(axes[0], matrices.items())):
+    ncols = min(n, max_cols)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 0.8, 4.4 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for i, (ax, (label, mat)) in enumerate(zip(axes.flat, matrices.items())):
         m = np.asarray(mat, dtype=float)
         if m.ndim != 2 or m.shape[0] != m.shape[1]:
             raise ValueError(f"correlation_heatmaps: {label!r} is not a square matrix, shape {m.shape}")
         k = min(max_dims, m.shape[0])
         sns.heatmap(m[:k, :k], ax=ax, cmap="RdBu_r", center=0, vmin=-1, vmax=1, square=True,
-                    xticklabels=False, yticklabels=False, cbar=(i == n - 1))
+                    xticklabels=False, yticklabels=False, cbar=(i % ncols == ncols - 1 or i == n - 1))
         lines = [str(label)]
         if summaries and label in summaries:
             s = summaries[label]
