@@ -111,7 +111,7 @@ def step_costs(repeats: int, batch: int, quick: bool, exact_repeats: int = 2) ->
     n_conv = variants["svdo"].num_layers
     print(f"\n(b) ResNet-50 (reidlab image model, last stride 1, BNNeck) training step, batch {batch}x3x256x128, "
           f"CPU threads {torch.get_num_threads()}, O.W. on all {n_conv} conv layers "
-          f"({len(variants['svdo'].groups)} equal-shape groups), {repeats} interleaved rounds "
+          f"({len(variants['svdo'].groups)} equal-shape groups in {len(variants['svdo'].chunks())} chunks), {repeats} interleaved rounds "
           f"({exact_repeats} for svdo_exact), medians")
 
     def step(reg) -> tuple[float, float]:
