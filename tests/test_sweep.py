@@ -146,7 +146,7 @@ def test_shipped_fusion_sweep_builds_a_different_model_per_variant():
     to plain pooling by a typo, and every reproduction measured the wrong thing)."""
     from reidlab.engine import build_run_model
 
-    spec = load_spec(ROOT / "sweeps" / "fusion.yaml")
+    spec = load_spec(ROOT / "sweeps" / "fusion_all.yaml")  # every variant (fusion.yaml is a subset)
     defaults = {k: p.default for k, p in notebook_parameters(spec.notebook).items()}
     train_keys = set(defaults) - {"overrides", "results_dir", "force", "progress"}
     built = {}
@@ -161,12 +161,13 @@ def test_shipped_fusion_sweep_builds_a_different_model_per_variant():
         built[job.variant] = json.dumps(desc["fusion"], sort_keys=True)
     assert len(set(built.values())) == len(built), f"two variants build the same fusion: {built}"
     classes = {json.loads(v)["class"] for v in built.values()}
-    assert {"MeanFusion", "SoftmaxCosineFusion", "TemplateMaskFusion"} <= classes
+    assert classes == {"MeanFusion", "SoftmaxCosineFusion", "TemplateMaskFusion", "SphericalFusion",
+                       "TemporalAttentionFusion", "MaxFusion"}
 
 
-def test_core_sweep_is_a_subset_of_the_full_sweep():
-    """Running the core sweep first and the full one later must reuse the core runs (same ids, same
+def test_main_sweep_is_a_subset_of_the_full_sweep():
+    """Running the main sweep first and the full one later must reuse the main runs (same ids, same
     parameters), so the full sweep only adds the other variants."""
-    full = {j.run_id: j.parameters for j in expand(load_spec(ROOT / "sweeps" / "fusion.yaml"))}
-    core = {j.run_id: j.parameters for j in expand(load_spec(ROOT / "sweeps" / "fusion_core.yaml"))}
-    assert len(core) == 9 and core.items() <= full.items()
+    full = {j.run_id: j.parameters for j in expand(load_spec(ROOT / "sweeps" / "fusion_all.yaml"))}
+    main = {j.run_id: j.parameters for j in expand(load_spec(ROOT / "sweeps" / "fusion.yaml"))}
+    assert len(main) == 12 and len(full) == 18 and main.items() <= full.items()

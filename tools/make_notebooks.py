@@ -258,11 +258,12 @@ def correlation() -> list:
            "ABD-Net's argument made visible: attention tends to put features in a compact subspace (large "
            "off-diagonal correlations between embedding dimensions, low effective rank); orthogonality "
            "regularisation spreads them. Each panel is the Pearson correlation of the embedding dimensions "
-           "over gallery tracklets of one run; the numbers use all dimensions.\n\n"
+           "over the test tracklets (query + gallery) of one run; the numbers use all dimensions. With N "
+           "tracklets the effective rank cannot exceed N − 1: compare runs on the same tracklets.\n\n"
            "```bash\npython -m reidlab run correlation -p prefix fusion-\n"
            "python -m reidlab run correlation -p runs '[abd_ablation-baseline-s0, abd_ablation-CAM+PAM+OF+OW-s0]'\n```"),
         code(ANALYSIS_COMMON_PARAMS + '''
-split: str = "gallery"  # which tracklets' embeddings: gallery | query
+split: str = "test"  # whose embeddings: test (query + gallery) | gallery | query | train
 max_items: int = 300  # tracklets per run (a seeded random subset; 0 = all)
 max_dims: int = 64  # dimensions drawn per heatmap (the summary numbers use all)
 which: str = "last"  # checkpoint: last (what tables report) | best (selected on the test split)
@@ -274,7 +275,8 @@ from reidlab.viz.heatmaps import correlation_heatmaps'''),
 matrices, summaries, rows = {}, {}, []
 for d in run_dirs:
     model, cfg, ds = load_run_model(d, which)
-    feats, _ = A.split_features(model, cfg, getattr(ds, split), max_items=max_items, seed=seed)
+    records = list(ds.query) + list(ds.gallery) if split == "test" else getattr(ds, split)
+    feats, _ = A.split_features(model, cfg, records, max_items=max_items, seed=seed)
     label = labels[d]
     matrices[label] = A.feature_correlation(feats)
     summaries[label] = A.correlation_summary(feats)
