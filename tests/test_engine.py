@@ -24,13 +24,7 @@ def _standins(monkeypatch):
     S.install(monkeypatch)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny tensors: threads only add synchronisation (and stall badly on a shared machine)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _metrics(rec: RunRecord) -> pd.DataFrame:

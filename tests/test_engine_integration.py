@@ -33,12 +33,7 @@ TINY_WORLD = dict(ids=10, cams=2, cams_per_id=(2, 2), tracklets_per_cam=2, frame
                   height=32, width=16)  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
