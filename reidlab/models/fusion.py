@@ -77,6 +77,15 @@ class Fusion(nn.Module):
         self.channels = channels
         self.options = dict(options)
 
+    def _as_vectors(self, x: Tensor) -> Tensor:
+        """Checked (B, T, D) frame vectors: maps (B, T, C, H, W) are average-pooled over H, W."""
+        _check_input(x, type(self).__name__)
+        if x.dim() == 5:
+            x = x.mean(dim=(3, 4))
+        if x.shape[2] != self.channels:
+            raise ValueError(f"{type(self).__name__} built for D={self.channels}, got {tuple(x.shape)}")
+        return x
+
     def describe(self) -> dict:
         return {"name": self.name, "class": type(self).__name__, "options": dict(self.options),
                 "input_kind": self.input_kind,
@@ -101,11 +110,7 @@ class VectorFusion(Fusion):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict]:
-        _check_input(x, type(self).__name__)
-        if x.dim() == 5:
-            x = x.mean(dim=(3, 4))
-        if x.shape[2] != self.channels:
-            raise ValueError(f"{type(self).__name__} built for D={self.channels}, got {tuple(x.shape)}")
+        x = self._as_vectors(x)
         if not self.hierarchical:
             fused, w, _, extra = self._fuse(x)
             return fused, {"weights": w, **extra}
@@ -153,11 +158,7 @@ class MaxFusion(Fusion):
         super().__init__(channels, hierarchical=hierarchical)
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict]:
-        _check_input(x, type(self).__name__)
-        if x.dim() == 5:
-            x = x.mean(dim=(3, 4))
-        if x.shape[2] != self.channels:
-            raise ValueError(f"MaxFusion built for D={self.channels}, got {tuple(x.shape)}")
+        x = self._as_vectors(x)
         fused, idx = x.max(dim=1)
         w = F.one_hot(idx, x.shape[1]).to(x.dtype).mean(1)
         return fused, {"weights": w}
