@@ -122,19 +122,6 @@ def _find_seed(config: dict) -> int | None:
     return None
 
 
-def _is_finished(run_dir: Path, status: dict) -> bool:
-    try:  # the engine's notion of "finished" is authoritative when the engine is installed
-        from reidlab.runs.records import RunRecord
-
-        return bool(RunRecord(run_dir).is_finished())
-    except ImportError:
-        pass
-    except Exception:  # a torn or foreign folder: fall back to the plain status file
-        pass
-    state = status.get("state", status.get("status"))
-    return bool(status.get("finished")) or state in ("finished", "done", "completed")
-
-
 def load_run(run_dir: str | Path) -> RunInfo:
     """Read one run folder. Raises FileNotFoundError when metrics.csv is missing."""
     run_dir = Path(run_dir)
@@ -163,7 +150,7 @@ def load_run(run_dir: str | Path) -> RunInfo:
         status=status,
         seed=seed,
         variant=variant,
-        finished=_is_finished(run_dir, status),
+        finished=status.get("state") == "finished",  # RunRecord.is_finished, on the status read above
     )
 
 
