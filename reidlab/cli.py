@@ -6,7 +6,7 @@
     table [--runs DIR] [--out DIR] [--baseline VARIANT]
     synth [--out DIR --ids N --cams N --seed S ...]     (reidlab.data.synthetic)
     eval CHECKPOINT                   evaluate a checkpoint on its run's test split
-    main [--quick] [--jobs N]         the main job: fusion sweep -> tables -> diagnostics notebooks
+    main [--quick] [--jobs N]         the main job: fusion sweep -> study -> tables -> notebooks -> publish
 
 Exit codes: 0 success, 1 a run/cell failed, 2 bad arguments or parameters (nothing was run).
 """
@@ -23,8 +23,9 @@ from pathlib import Path
 __all__ = ["main", "build_parser", "main_job"]
 
 #: notebooks the main job runs on the sweep's runs after `report` (longest first: they run in parallel)
-ANALYSIS_NOTEBOOKS = ("fusion_diagnostics", "correlation", "attention")
-MAIN_SPEC = "sweeps/fusion.yaml"
+MAIN_SPEC = "sweeps/study.yaml"
+#: what the main job publishes from its work folder into results/ (checkpoints and caches stay behind)
+PUBLISHED = ("runs", "study", "tables", "figures", "notebooks")
 QUICK_OVERRIDES = {"epochs": 1, "steps_per_epoch": 2, "eval_every": 1}
 
 
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
 
     p = sub.add_parser("main", help="the main job: fusion sweep, tables, diagnostics notebooks")
-    p.add_argument("--spec", default=MAIN_SPEC, help=f"sweep spec (default {MAIN_SPEC})")
+    p.add_argument("--spec", default=MAIN_SPEC, help=f"study spec (default {MAIN_SPEC}; names its sweep)")
+    p.add_argument("--work", help="work folder with checkpoints and caches (default work/main, work/quick)")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: from the spec / 2)")
     p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
     p.add_argument("--quick", action="store_true",
@@ -205,35 +207,31 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
-def _run_notebooks(names: Sequence[str], params: dict, root: Path, jobs: int) -> dict[str, tuple[bool, float, Path]]:
-    """Run notebooks as `python -m reidlab run` processes, `jobs` at a time with cpu_count/jobs torch
-    threads each (several single-threaded processes beat one multi-threaded kernel on a small, shared
-    CPU). Returns name -> (ok, seconds, log path); logs go next to the executed copies."""
-    import json
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
+def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED) -> list[Path]:
+    """Copy the main job's records from ``work`` into ``results``: every ``parts`` folder is rebuilt next
+    to its target and swapped in by renames, so ``results`` holds either the old or the new copy, never a
+    mix. Checkpoints and feature caches (large, regenerated) are left out. Returns the published folders."""
+    import shutil
+    import tempfile
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env.pop("MPLBACKEND", None)
-    (root / "notebooks").mkdir(parents=True, exist_ok=True)
-    from reidlab.sweep import Stagger
-
-    stagger = Stagger()
-
-    def one(name: str) -> tuple[str, tuple[bool, float, Path]]:
-        stagger.wait()
-        cmd = [sys.executable, "-m", "reidlab", "run", name, "--results", str(root), "--quiet"]
-        for k, v in params.items():
-            cmd += ["-p", k, v if isinstance(v, str) else json.dumps(v)]
-        log = root / "notebooks" / f"{name}.log"
-        t0 = time.monotonic()
-        with open(log, "w") as f:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-        return name, (rc == 0, time.monotonic() - t0, log)
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(pool.map(one, names))
+    skip = shutil.ignore_patterns("checkpoints", "features", "*.pt", "*.lock", ".*.tmp")
+    results.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    stage = Path(tempfile.mkdtemp(prefix=".publish-", dir=results))
+    try:
+        for part in parts:
+            src = work / part
+            if src.exists():
+                shutil.copytree(src, stage / part, ignore=skip)
+                staged.append((stage / part, results / part))
+        for new, target in staged:
+            old = stage / f"{target.name}.old"
+            if target.exists():
+                os.rename(target, old)
+            os.rename(new, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [t for _, t in staged]
 
 
 def main_job(
@@ -241,66 +239,79 @@ def main_job(
     spec: str = MAIN_SPEC,
     jobs: int | None = None,
     results: str | None = None,
+    work: str | None = None,
     quick: bool = False,
     force: bool = False,
     raw_overrides: dict | None = None,
 ) -> int:
-    """The README's first command: sweep `spec`; regenerate the tables; run the report notebook
-    (tables + curves), then the fusion-diagnostics, correlation and attention notebooks on the sweep's
-    runs (in parallel processes); their figures go to `<results>/figures/`, their tables to
-    `<results>/tables/`, the executed notebooks to `<results>/notebooks/`. Prints each stage's time."""
+    """The README's first command. In the work folder (default ``work/main``; checkpoints and caches live
+    there, so a second call resumes and skips what is done): train the study's sweep, run the study
+    (``reidlab.study``), regenerate the tables, run the report and study notebooks. Only when every stage
+    succeeded are the records, tables, figures and executed notebooks published to ``results`` (default
+    ./results) — a failed or quick job never replaces committed results. Prints each stage's time."""
     from reidlab.notebook import NotebookExecutionError, ParameterError, run_notebook
     from reidlab.runs.tables import write_tables
+    from reidlab.study.pipeline import load_study_spec, run_study
+    from reidlab.study.report import write_study_tables
     from reidlab.sweep import load_spec
 
     t_start = time.monotonic()
     root = _results_root(results).absolute()
-    if quick and results is None:  # smoke-test numbers must never mix with the real runs (same run ids)
-        root = root / "quick"
+    wk = Path(work or ("work/quick" if quick else "work/main")).absolute()
     try:
-        sp = load_spec(spec)
+        study = load_study_spec(spec)
+        sp = load_spec(study.sweep)
     except (FileNotFoundError, ValueError) as e:
         _err(str(e))
         return 2
     if jobs is None:
         jobs = max(1, min(2, os.cpu_count() or 1))
-    print(f"== main job: sweep {sp.name!r} ({spec}), results in {root}")
-    rc = _sweep(spec, jobs=jobs, dry_run=False, force=force, results=str(root),
+    print(f"== main job: sweep {sp.name!r} ({study.sweep}) + study {study.name!r} ({spec}); work folder {wk}"
+          + ("" if quick else f", results published to {root}"))
+    rc = _sweep(str(study.sweep), jobs=jobs, dry_run=False, force=force, results=str(wk),
                 raw_overrides=raw_overrides or {}, extra_overrides=QUICK_OVERRIDES if quick else None)
     t_sweep = time.monotonic() - t_start
-    if rc == 2:
-        return rc
     print(f"== sweep: {t_sweep:.0f} s")
-    try:
-        written = write_tables(root / "runs", root / "tables")
-    except (FileNotFoundError, ValueError) as e:
-        _err(f"tables: {e}")
-        return 1
-    print("== tables: " + ", ".join(str(p) for p in written))
-    figures = root / "figures"
-    common = {"prefix": f"{sp.name}-", "figures_dir": str(figures)}
-    failures = 0
+    if rc:
+        _err("the sweep did not finish every run; nothing published (logs under "
+             f"{wk / 'sweeps'}; run the command again to resume)")
+        return rc
     t0 = time.monotonic()
-    try:  # tables + curves; the analyses run below, in parallel processes
-        out = run_notebook("report", {**common, "analyses": False}, results_dir=root, log_output=False)
-        print(f"== notebook report: {out} ({time.monotonic() - t0:.0f} s)")
-    except ParameterError as e:
-        _err(f"notebook report: {e}")
-        return 2
-    except NotebookExecutionError as e:
-        _err(str(e))
-        failures += 1
-    done = _run_notebooks(ANALYSIS_NOTEBOOKS, common, root, jobs)
-    for name, (ok, seconds, log) in done.items():
-        print(f"== notebook {name}: {'done' if ok else 'FAILED (log ' + str(log) + ')'} ({seconds:.0f} s)")
-        failures += 0 if ok else 1
-    print(f"== main job finished in {time.monotonic() - t_start:.0f} s "
-          f"(sweep {t_sweep:.0f} s); tables in {root / 'tables'}, figures in {figures}")
-    return 1 if (failures or rc) else 0
+    try:
+        run_study(wk, study, sweep_name=sp.name)
+        written = write_tables(wk / "runs", wk / "tables") + write_study_tables(wk / "study", wk / "tables")
+    except (FileNotFoundError, ValueError) as e:
+        _err(f"study: {e}")
+        return 1
+    print(f"== study + tables: {time.monotonic() - t0:.0f} s: " + ", ".join(p.name for p in written))
+    figures = wk / "figures"
+    failures = 0
+    for name, params in (("report", {"prefix": f"{sp.name}-", "figures_dir": str(figures), "analyses": False}),
+                         ("study", {"figures_dir": str(figures)})):
+        t0 = time.monotonic()
+        try:
+            out = run_notebook(name, params, results_dir=wk, log_output=False)
+            print(f"== notebook {name}: {out} ({time.monotonic() - t0:.0f} s)")
+        except ParameterError as e:
+            _err(f"notebook {name}: {e}")
+            return 2
+        except NotebookExecutionError as e:
+            _err(str(e))
+            failures += 1
+    if failures:
+        _err(f"{failures} notebook(s) failed; nothing published (executed copies under {wk / 'notebooks'})")
+        return 1
+    if quick:
+        print(f"== quick job finished in {time.monotonic() - t_start:.0f} s; outputs in {wk} (not published)")
+        return 0
+    published = publish(wk, root)
+    print(f"== main job finished in {time.monotonic() - t_start:.0f} s (sweep {t_sweep:.0f} s); published "
+          + ", ".join(str(p) for p in published))
+    return 0
 
 
 def _cmd_main(a: argparse.Namespace) -> int:
-    return main_job(spec=a.spec, jobs=a.jobs, results=a.results, quick=a.quick, force=a.force,
+    return main_job(spec=a.spec, jobs=a.jobs, results=a.results, work=a.work, quick=a.quick, force=a.force,
                     raw_overrides=_params(a.param))
 
 

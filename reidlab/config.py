@@ -30,7 +30,12 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "RunConfig",
+    "PATH_KEYS",
 ]
+
+#: config keys holding filesystem paths; run records store them relative to the project root when they lie
+#: inside it (see reidlab.runs.records.record_config), and RunRecord.run_config() resolves them back
+PATH_KEYS = ("results_dir", "data.root", "model.pretrained")
 
 
 class ConfigError(ValueError):
@@ -121,7 +126,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Training loop. ``steps_per_epoch=None`` means one pass of the identity sampler."""
+    """Training loop. ``steps_per_epoch=None`` means one pass of the identity sampler; an explicit count is
+    run exactly: fewer steps stop the pass early, more continue with further seeded P x K draws."""
 
     epochs: int = 6
     eval_every: int = 2  # evaluate every N epochs (0 = only at the end); the last epoch is always evaluated
@@ -132,7 +138,7 @@ class TrainConfig:
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile the training model
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    steps_per_epoch: int | None = None
+    steps_per_epoch: int | None = None  # optimiser steps per epoch (None = one sampler pass, whatever its length)
     checkpoint_every: int = 0  # keep a numbered snapshot every N epochs (0 = none); last.pt is written every epoch
     log_every: int = 0  # print a plain progress line every N steps (0 = off); for logs without a terminal
     grad_clip: float | None = None  # max gradient norm (None = no clipping)

@@ -12,7 +12,10 @@ Where the executed notebook goes:
   (a run id is derived from the non-default parameters when none is given, ending in `-s<seed>`);
 - any other notebook -> `<results>/notebooks/<stem>.ipynb` (`<stem>-<tag>.ipynb` with a `tag`).
 The copy is written to a temporary file while executing and moved there at the end, also when a cell
-fails (so the error can be read in it).
+fails (so the error can be read in it). Executed copies are committed records, so the filed copy holds no
+absolute path inside the project root: parameters (results_dir is passed to the kernel absolute),
+papermill's input/output paths and the texts of the outputs are rewritten relative to the root
+(see reidlab.runs.records.record_text); paths outside the project are kept.
 """
 
 from __future__ import annotations
@@ -347,6 +350,28 @@ def _error_from_notebook(path: Path) -> tuple[int | None, str, str]:
     return None, "Error", "unknown failure"
 
 
+def _filed_copy(executed: Path, dest: Path) -> bytes:
+    """The bytes filed at ``dest`` for the executed notebook ``executed``: papermill's output_path (the
+    temporary file) becomes ``dest``, and absolute paths inside the project root become relative to it in
+    every text (metadata, injected parameters, outputs, tracebacks); images are kept as they are. A file
+    that is not JSON (a run that died while writing it) is filed unchanged."""
+    from reidlab.runs.records import project_root, record_path, record_strings
+
+    raw = executed.read_bytes()
+    try:
+        nb = json.loads(raw)
+    except ValueError:
+        return raw
+    root = project_root()
+    pm = nb.get("metadata", {}).get("papermill") if isinstance(nb, dict) else None
+    if isinstance(pm, dict) and "output_path" in pm:
+        pm["output_path"] = record_path(dest, root)
+    if root is not None:
+        nb = record_strings(nb, root, skip=lambda key: isinstance(key, str) and key.startswith("image/"))
+    # nbformat's own layout (sorted keys, indent 1, UTF-8 text), so the filed copy reads like papermill's
+    return (json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def run_notebook(
     notebook: str | Path,
     parameters: Mapping[str, Any] | None = None,
@@ -408,7 +433,7 @@ def run_notebook(
     if tmp.exists() and tmp.stat().st_size > 0:
         from reidlab.runs.records import atomic_write_bytes
 
-        atomic_write_bytes(dest, tmp.read_bytes())
+        atomic_write_bytes(dest, _filed_copy(tmp, dest))
     elif isinstance(failure, NotebookExecutionError):
         failure.output = None
     tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ Spec (see sweeps/fusion.yaml)::
     variants:                       # label -> parameters; the label is part of the run id
       mean: {fusion: mean}
       softmax_cosine: {fusion: softmax_cosine, fusion_options: {tau: 1.0}}
+      learned: {fusion: temporal_attention, seeds: [0]}   # a variant may run its own seeds
     options:                        # optional grid axes crossed with every variant
       seq_len: [4, 8]
     seeds: [0, 1, 2]
@@ -116,6 +117,9 @@ def load_spec(path_or_dict: str | Path | Mapping[str, Any], *, base_dir: str | P
             raise _spec_error(source, f"variant label {label!r} must be a plain identifier")
         if vp is not None and not isinstance(vp, dict):
             raise _spec_error(source, f"variant {label!r} must map to parameters, got {vp!r}")
+        vs = (vp or {}).get("seeds")
+        if vs is not None and (not isinstance(vs, list) or not vs or not all(isinstance(s, int) and s >= 0 for s in vs)):
+            raise _spec_error(source, f"variant {label!r}: 'seeds' must be a non-empty list of non-negative ints")
     options = d.get("options") or {}
     if not isinstance(options, dict) or any(not isinstance(v, list) or not v for v in options.values()):
         raise _spec_error(source, "'options' must map parameter names to non-empty lists of values")
@@ -146,9 +150,10 @@ def expand(spec: SweepSpec, overrides: Mapping[str, Any] | None = None) -> list[
         for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
             opt = {name: val for (name, _), val in zip(axes, combo)}
             opt_part = "".join(f"-{k}={slug(v)}" for k, v in opt.items())
-            for seed in spec.seeds:
+            for seed in vparams.get("seeds", spec.seeds):
                 rid = f"{spec.name}-{label}{opt_part}-s{seed}"
-                params = {**spec.parameters, **vparams, **opt, **(overrides or {}), "seed": seed, "run_id": rid}
+                own = {k: v for k, v in vparams.items() if k != "seeds"}
+                params = {**spec.parameters, **own, **opt, **(overrides or {}), "seed": seed, "run_id": rid}
                 try:
                     params = validate_parameters(spec.notebook, params)
                 except ParameterError as e:

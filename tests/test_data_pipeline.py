@@ -145,6 +145,26 @@ def test_pk_sampler_ranks_disjoint_and_equal():
     assert len(single) - sum(len(s) for s in shares) < 3 * single.batch_size
 
 
+def test_pk_sampler_further_draws():
+    a = PKSampler(PIDS, 3, 2, seed=5)
+    a.set_epoch(2)
+    ordinary = _batches(a)
+    a.set_epoch(2, draw=0)
+    assert _batches(a) == ordinary  # draw 0 is the plain epoch
+    a.set_epoch(2, draw=1)
+    first = _batches(a)
+    assert a.draw == 1 and first != ordinary
+    for b in first:  # a further draw is still P x K
+        assert sorted(Counter(PIDS[i] for i in b).values()) == [2, 2, 2]
+    b = PKSampler(PIDS, 3, 2, seed=5)
+    b.set_epoch(2, draw=1)
+    assert _batches(b) == first  # deterministic in (seed, epoch, draw)
+    b.set_epoch(2, draw=2)
+    assert _batches(b) not in (first, ordinary)
+    with pytest.raises(ValueError, match="draw"):
+        b.set_epoch(2, draw=-1)
+
+
 def test_pk_sampler_few_instances_and_errors():
     s = PKSampler([0, 1, 1, 2, 2, 2], p=3, k=4, seed=0)
     (b,) = _batches(s)
@@ -207,13 +227,22 @@ def test_video_train_dataset_deterministic(tiny):
     a.set_epoch(1)
     assert a.epoch == 1 and not torch.equal(a[2][0], x)
     assert a.frame_indices(2, epoch=0) == b.frame_indices(2)
+    # a further draw of an epoch: other frames/augmentation, draw 0 is the plain epoch
+    a.set_epoch(0, draw=1)
+    assert a.draw == 1 and not torch.equal(a[2][0], x)
+    assert a.frame_indices(2, epoch=0, draw=0) == b.frame_indices(2)
+    b.set_epoch(0, draw=1)
+    assert torch.equal(a[2][0], b[2][0])
+    a.set_epoch(0)
+    assert a.draw == 0 and torch.equal(a[2][0], x)
 
 
-def _collect(loader, epochs):
+def _collect(loader, passes):
+    """Batches of each (epoch, draw) pass, in order."""
     out = []
-    for e in epochs:
-        loader.dataset.set_epoch(e)
-        loader.sampler.set_epoch(e)
+    for e, d in passes:
+        loader.dataset.set_epoch(e, draw=d)
+        loader.sampler.set_epoch(e, draw=d)
         out.append([(x.clone(), y.clone()) for x, y, _ in loader])
     return out
 
@@ -225,12 +254,13 @@ def test_loader_workers_do_not_change_results(tiny):
         ds = VideoTrainDataset(tiny.train, 3, "random", tf, seed=1, cache=FrameCache(500))
         sampler = PKSampler(ds.pids, 2, 2, seed=1)
         loader = build_train_loader(ds, sampler, 4, workers, seed=1)
-        runs.append(_collect(loader, [0, 1]))  # epoch 1 reaches the persistent workers via set_epoch
-    (a0, a1), (b0, b1) = runs
-    assert len(a0) == len(b0) > 0
-    for (xa, ya), (xb, yb) in zip(a0 + a1, b0 + b1):
+        # epoch 1 and its further draw reach the persistent workers via set_epoch
+        runs.append(_collect(loader, [(0, 0), (1, 0), (1, 1)]))
+    (a0, a1, a11), (b0, b1, b11) = runs
+    assert len(a0) == len(b0) > 0 and len(a11) == len(b11) > 0
+    for (xa, ya), (xb, yb) in zip(a0 + a1 + a11, b0 + b1 + b11):
         assert torch.equal(ya, yb) and torch.equal(xa, xb)
-    assert not torch.equal(a0[0][0], a1[0][0])
+    assert not torch.equal(a0[0][0], a1[0][0]) and not torch.equal(a1[0][0], a11[0][0])
     with pytest.raises(ValueError, match="batch_size"):
         build_train_loader(ds, sampler, 5, 0, seed=1)
 

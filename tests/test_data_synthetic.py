@@ -119,6 +119,31 @@ def test_world_rate_knob(tmp_path):
     assert all(c in ("occluder", "misalign") for t in ds.train + ds.gallery for c in t.corruption)
 
 
+def test_corruption_rate_changes_only_the_corruption(tmp_path):
+    """Same seed and knobs, other rate: same identities, other corruption draws."""
+    tiny = {**TINY, "ids": 4, "cams": 2, "frames": (5, 6), "image_format": "png"}
+    clean = S.generate_world(tmp_path / "clean", seed=5, corruption_rate=0.0, **tiny)
+    bad = S.generate_world(tmp_path / "bad", seed=5, corruption_rate=0.5, **tiny)
+    for name in ("train_name.txt", "test_name.txt", "tracks_train_info.mat", "tracks_test_info.mat",
+                 "query_IDX.mat"):
+        assert (clean / "info" / name).read_bytes() == (bad / "info" / name).read_bytes(), name
+    a, b = _tree_bytes(clean), _tree_bytes(bad)
+    images = sorted(k for k in a if k.endswith(".png"))
+    assert images == sorted(k for k in b if k.endswith(".png"))
+    corrupted = set(json.loads((bad / "info" / "corruption.json").read_text())["frames"])
+    assert json.loads((clean / "info" / "corruption.json").read_text())["frames"] == {}
+    clean_in_both = [k for k in images if Path(k).name not in corrupted]
+    assert corrupted and clean_in_both
+    assert [k for k in clean_in_both if a[k] != b[k]] == []
+    assert all(a[k] != b[k] for k in images if Path(k).name in corrupted)
+    # the identities (and so the records) agree too
+    ds_a, ds_b = (build_dataset("synthetic", r, verbose=False) for r in (clean, bad))
+    for split in ("train", "query", "gallery"):
+        assert [(t.pid, t.camid, len(t.paths)) for t in getattr(ds_a, split)] == \
+            [(t.pid, t.camid, len(t.paths)) for t in getattr(ds_b, split)]
+    assert S.GENERATOR_VERSION == 2 and json.loads((bad / "info" / "world.json").read_text())["generator_version"] == 2
+
+
 def test_ensure_world_reuses_and_regenerates(tmp_path, capsys):
     root = tmp_path / "synthetic"
     S.ensure_world(root, **TINY)

@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import DataLoader
 
 import test_engine_standins as S
-from reidlab.config import ConfigError
+from reidlab.config import ConfigError, RunConfig
 from reidlab.engine import trainer as T
 from reidlab.engine.extraction import extract_features
-from reidlab.runs.records import BEST_LABEL, METRIC_COLUMNS, RunRecord
+from reidlab.runs.records import BEST_LABEL, METRIC_COLUMNS, RunRecord, resolved_config
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,8 @@ def test_complete_record(reference):
                  "status.json", "checkpoints/last.pt", "checkpoints/best.pt"):  # fmt: skip
         assert (d / name).is_file(), name
     assert not [p for p in d.rglob("*.tmp")]
-    assert rec.run_config() == cfg and rec.config["seed"] == 1
+    # read back with relative path keys (here data.root) resolved against the project root
+    assert rec.run_config() == RunConfig.from_dict(resolved_config(cfg.to_dict())) and rec.config["seed"] == 1
     assert rec.status["state"] == "finished" and rec.status["epoch"] == 3
     assert rec.status["best"]["note"] == BEST_LABEL
     m = rec.metrics
@@ -72,6 +73,8 @@ def test_complete_record(reference):
     assert rec.model["class"] == "TinyVideoNet" and rec.model["num_classes"] == 6
     assert rec.protocol["eval"]["metric"] == "euclidean" and rec.protocol["dataset"] == {"dataset": "standin"}
     assert rec.env["device"] == "cpu" and rec.env["world_size"] == 1
+    assert rec.env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and rec.env["cpu_count"] >= 1
+    assert "cpu_model" in rec.env
     best = rec.load_checkpoint("best")
     assert best["label"] == BEST_LABEL and best["kind"] == "best"
     assert best["metrics"]["mAP"] == m["mAP"].max()
@@ -437,3 +440,91 @@ def test_batch_count_varying_per_epoch(tmp_path, monkeypatch):
     for e in range(3):
         vals = [v for k, v in seen if k == e]
         assert ep["loss"][e] == pytest.approx(sum(vals) / len(vals), rel=1e-12)
+
+
+def test_steps_per_epoch_beyond_one_pass_draws_further_batches(tmp_path, monkeypatch):
+    """steps_per_epoch=5 with 2 batches per sampler pass: exactly 5 optimiser steps per epoch, from the
+    ordinary pass (draw 0) and two further seeded draws; below one pass it still stops early."""
+    seen = []
+    orig = T._Run._loss
+
+    def spy(self, out, pids, ep):
+        seen.append((ep, self.step, self.data.sampler.draw, tuple(pids.tolist())))
+        return orig(self, out, pids, ep)
+
+    monkeypatch.setattr(T._Run, "_loss", spy)
+    cfg = S.tiny_cfg(tmp_path, run_id="long", **{"train.eval_every": 0, "train.steps_per_epoch": 5})
+    rec = T.train(cfg, progress=False)
+    assert list(rec.epochs["steps"]) == [5, 5, 5]
+    last = rec.load_checkpoint("last")
+    assert max(int(s["step"]) for s in last["optimizer"]["state"].values()) == 15  # Adam counts optimiser steps
+    first = []
+    for e in range(3):
+        mine = [s for s in seen if s[0] == e]
+        assert [s[1] for s in mine] == [0, 1, 2, 3, 4] and [s[2] for s in mine] == [0, 0, 1, 1, 2]
+        # a further draw is a new pass (its batches' identities), not the first pass again
+        assert [s[3] for s in mine[2:4]] != [s[3] for s in mine[0:2]]
+        first.append(mine[0][3])
+    # below one pass: stops early, and the epoch starts with the same batch as before
+    seen.clear()
+    short = T.train(cfg.override({"run_id": "short", "train.steps_per_epoch": 1}), progress=False)
+    assert list(short.epochs["steps"]) == [1, 1, 1]
+    assert [s[2] for s in seen] == [0, 0, 0] and [s[3] for s in seen] == first
+
+
+def test_steps_per_epoch_beyond_one_pass_resumes_bit_identical(tmp_path, monkeypatch):
+    cfg = S.tiny_cfg(tmp_path, run_id="ref5", **{"train.steps_per_epoch": 5})
+    ref = T.train(cfg, progress=False)
+    cfg = cfg.override({"run_id": "int5"})
+    _raise_at(monkeypatch, epoch=1, step=3, exc=KeyboardInterrupt())  # inside the second draw of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, progress=False)
+    assert RunRecord(cfg.run_dir).load_checkpoint("last")["epoch"] == 1
+    monkeypatch.undo()
+    S.install(monkeypatch)
+    done = T.train(cfg, progress=False)
+    pd.testing.assert_frame_equal(_metrics(done), _metrics(ref))
+    assert list(done.epochs["steps"]) == [5, 5, 5]
+
+
+def _json_strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _json_strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _json_strings(v)
+
+
+def test_run_records_hold_no_absolute_project_paths(tmp_path, monkeypatch):
+    """A tiny run inside a project (pyproject.toml in the cwd) records its paths relative to the project root;
+    reading back resolves them, also from a subfolder, and the finished run is recognised as such."""
+    proj = tmp_path / "proj"
+    (proj / "notebooks").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("")
+    monkeypatch.chdir(proj)
+    cfg = S.tiny_cfg(proj, run_id="rel", **{"train.epochs": 1, "data.root": str(proj / "data" / "synthetic"),
+                                            "model.pretrained": str(proj / "weights" / "r18.pth")})
+    assert cfg.results_dir == str(proj / "runs")
+    rec = T.train(cfg, progress=False)
+    assert rec.is_finished()
+    files = sorted(rec.run_dir.glob("*.json"))
+    assert [f.name for f in files] == ["config.json", "env.json", "model.json", "protocol.json", "status.json"]
+    for f in files:
+        inside = [s for s in _json_strings(json.loads(f.read_text())) if s.startswith("/") and
+                  (s == str(proj) or s.startswith(str(proj) + "/"))]
+        assert inside == [], f.name
+        assert str(proj) not in f.read_text(), f.name
+    stored = rec.config
+    assert (stored["results_dir"], stored["data"]["root"], stored["model"]["pretrained"]) == \
+        ("runs", "data/synthetic", "weights/r18.pth")
+    assert rec.run_config() == cfg
+    monkeypatch.chdir(proj / "notebooks")  # e.g. a Jupyter kernel before enter_workspace
+    assert RunRecord(rec.run_dir).run_config() == cfg
+    monkeypatch.chdir(proj)
+    # the same run given with relative paths is the finished run (no retraining, no config clash)
+    monkeypatch.setattr(T._Run, "_train_epoch", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    again = T.train(cfg.override({"results_dir": "runs", "data.root": "data/synthetic"}), progress=False)
+    assert again.is_finished()

@@ -1,6 +1,6 @@
 """Tiny stand-ins for the data and model packages, so engine mechanics are tested in isolation.
 
-They implement the CONTRACTS the engine relies on (P x K sampler with set_epoch and rank shares,
+They implement the CONTRACTS the engine relies on (P x K sampler with set_epoch(epoch, draw) and rank shares,
 VideoTrainDataset items (T, C, H, W), dense VideoTestDataset chunks with chunk_owner, a ReIDModel with
 dict outputs in training and (B, D) in eval, describe(), new_parameters()) with in-memory tensors.
 ``install(monkeypatch)`` routes the engine's builders to them; ``install_global()`` does the same in a
@@ -78,16 +78,16 @@ class World:
 class PK(Sampler):
     def __init__(self, pids, p, k, *, seed=0, num_replicas=1, rank=0):
         self.pids, self.p, self.k, self.seed = list(pids), p, k, seed
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self.num_replicas, self.rank, self.epoch, self.draw = num_replicas, rank, 0, 0
         self.by_pid: dict[int, list[int]] = {}
         for i, pid in enumerate(self.pids):
             self.by_pid.setdefault(pid, []).append(i)
 
-    def set_epoch(self, epoch):
-        self.epoch = epoch
+    def set_epoch(self, epoch, draw=0):
+        self.epoch, self.draw = epoch, draw
 
     def _batches(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = np.random.default_rng([self.seed, self.epoch] + ([self.draw] if self.draw else []))
         ids = sorted(self.by_pid)
         rng.shuffle(ids)
         batches = []
@@ -109,10 +109,10 @@ class PK(Sampler):
 
 class TrainSet(Dataset):
     def __init__(self, world, recs, seq_len, seed=0):
-        self.world, self.recs, self.seq_len, self.seed, self.epoch = world, recs, seq_len, seed, 0
+        self.world, self.recs, self.seq_len, self.seed, self.epoch, self.draw = world, recs, seq_len, seed, 0, 0
 
-    def set_epoch(self, epoch):
-        self.epoch = epoch
+    def set_epoch(self, epoch, draw=0):
+        self.epoch, self.draw = epoch, draw
 
     def __len__(self):
         return len(self.recs)
@@ -120,7 +120,7 @@ class TrainSet(Dataset):
     def __getitem__(self, i):
         r = self.recs[i]
         frames = self.world.store[r.key]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, self.epoch, i] + ([self.draw] if self.draw else []))
         idx = np.sort(rng.choice(len(frames), self.seq_len, replace=len(frames) < self.seq_len))
         x = frames[torch.as_tensor(idx)]
         if torch.rand(()) < 0.5:  # augmentation from the global torch RNG, like torchvision transforms

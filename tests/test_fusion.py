@@ -104,9 +104,10 @@ def test_max_weights_are_argmax_shares():
     assert torch.allclose(aux["weights"], torch.tensor([[0.75, 0.25]]))
 
 
-def test_temporal_attention_matches_plain_reference():
+@pytest.mark.parametrize("score_relu", [True, False])
+def test_temporal_attention_matches_plain_reference(score_relu):
     torch.manual_seed(0)
-    f = build_fusion("temporal_attention", 6, hidden=4, kernel_size=3)
+    f = build_fusion("temporal_attention", 6, hidden=4, kernel_size=3, score_relu=score_relu)
     x = _x(B=1, T=3, D=6)
     fused, aux = f(x)
     h = torch.relu(x[0] @ f.frame.weight.T + f.frame.bias)  # (T, hidden)
@@ -118,9 +119,10 @@ def test_temporal_attention_matches_plain_reference():
             tt = t + j - 1
             if 0 <= tt < 3:
                 acc = acc + torch.dot(k[:, j], h[tt])
-        s.append(acc)
+        s.append(torch.relu(acc) if score_relu else acc)
     w = torch.softmax(torch.stack(s), 0)
     assert torch.allclose(aux["weights"][0], w, atol=1e-5)
+    assert torch.allclose(aux["scores"][0], torch.stack(s), atol=1e-5)
     fused.sum().backward()
     assert f.frame.weight.grad is not None and f.temporal.weight.grad is not None
 
@@ -134,6 +136,35 @@ def test_zero_frames_are_finite(name):
     fused.sum().backward()
     assert torch.isfinite(fused).all() and torch.isfinite(aux["weights"]).all()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("normalise", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("score_relu", [True, False])
+def test_temporal_attention_score_relu(score_relu, normalise):
+    torch.manual_seed(3)
+    f = build_fusion("temporal_attention", 8, hidden=6, normalise=normalise, score_relu=score_relu)
+    # zero input and zero frame bias leave only the temporal bias: every raw score is -0.5, which the
+    # ReLU must clip to 0 (then uniform weights)
+    with torch.no_grad():
+        f.frame.bias.zero_()
+        f.temporal.bias.fill_(-0.5)
+    zero = torch.zeros(2, 4, 8, requires_grad=True)
+    fused, aux = f(zero)
+    fused.sum().backward()
+    assert torch.isfinite(fused).all() and torch.isfinite(zero.grad).all()
+    assert torch.allclose(aux["weights"].sum(1), torch.ones(2))
+    assert torch.allclose(aux["weights"], torch.full((2, 4), 0.25))
+    if score_relu:
+        assert torch.equal(aux["scores"], torch.zeros(2, 4))
+    else:
+        assert torch.allclose(aux["scores"], torch.full((2, 4), -0.5))
+    # random input: weights sum to 1, and with the ReLU the normaliser only ever sees scores >= 0
+    fused, aux = f(_x(B=3, T=6, D=8, seed=4))
+    assert torch.isfinite(fused).all()
+    assert torch.allclose(aux["weights"].sum(1), torch.ones(3), atol=1e-6)
+    assert (aux["scores"] >= 0).all() if score_relu else (aux["scores"] < 0).any()
+    assert f.describe()["options"]["score_relu"] is score_relu
+    assert build_fusion("temporal_attention", 8).describe()["options"]["score_relu"] is True
 
 
 def _pair_reference(fi, fj, gamma, delta, min_cos=0.05, mode="inv_cos"):

@@ -111,10 +111,11 @@ def _probe_notebook(path: Path, body: str) -> Path:
 
 
 def test_kernel_runs_this_interpreter(tmp_path):
-    nb = _probe_notebook(tmp_path / "probe.ipynb", "import sys\nprint(sys.executable)")
+    # compared inside the kernel: the filed copy rewrites paths inside the project (a venv in the checkout)
+    nb = _probe_notebook(tmp_path / "probe.ipynb", f"import sys\nprint(sys.executable == {sys.executable!r})")
     out = run_notebook(nb, {}, output=tmp_path / "out.ipynb", kernel_name=resolve_kernel_name())
     printed = "".join(o.get("text", "") for o in _outputs(out)).strip()
-    assert printed == sys.executable
+    assert printed == "True"
 
 
 def test_failing_cell_raises_with_cell_error_and_saves_notebook(tmp_path, monkeypatch, capsys):
@@ -216,6 +217,51 @@ def test_cli_eval_on_trained_checkpoint(trained, capsys):
     out = capsys.readouterr().out
     assert "mAP" in out and "Rank1" in out
     assert cli_main(["eval", str(trained / "nope.pt")]) == 2
+
+
+def test_filed_copy_holds_no_absolute_project_paths(tmp_path, monkeypatch):
+    """results_dir reaches the kernel absolute; the filed executed copy stores it (and every other path
+    inside the project) relative to the project root. Execution is faked: no kernel starts."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text("")
+    monkeypatch.chdir(proj)
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell('x: int = 1  # a number\nresults_dir: str = "results"  # results folder')
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell("print(results_dir)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, proj / "probe.ipynb")
+    png = f"iVBOR{proj}/kept"  # image payloads are never rewritten
+    seen = {}
+
+    def fake_execute(src, dst, *, parameters, **kw):  # what papermill records in an executed copy
+        seen.update(parameters)
+        out = nbformat.read(src, as_version=4)
+        inj = nbformat.v4.new_code_cell(f"# Parameters\nresults_dir = {parameters['results_dir']!r}\n")
+        inj.metadata["tags"] = ["injected-parameters"]
+        out.cells.insert(1, inj)
+        out.cells[2].outputs = [
+            nbformat.v4.new_output("stream", name="stdout", text=f"{parameters['results_dir']}\n"),
+            nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": f"<{proj}/fig.png>"}),
+        ]
+        out.metadata["papermill"] = {"parameters": parameters, "input_path": src, "output_path": dst}
+        nbformat.write(out, dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    dest = run_notebook("probe.ipynb", {"x": 2}, results_dir=proj / "res", output=proj / "res" / "out.ipynb",
+                        kernel_name="python3")
+    assert seen["results_dir"] == str(proj / "res")  # the kernel gets an absolute folder
+    text = dest.read_text()
+    assert str(proj) + "/kept" in text and text.count(str(proj)) == 1  # only inside the image payload
+    filed = nbformat.read(dest, as_version=4)
+    pm = filed.metadata["papermill"]
+    assert pm["parameters"] == {"x": 2, "results_dir": "res"}
+    assert pm["input_path"] == "probe.ipynb" and pm["output_path"] == "res/out.ipynb"
+    assert filed.cells[1].source == "# Parameters\nresults_dir = 'res'\n"
+    outs = filed.cells[2].outputs
+    assert outs[0]["text"] == "res\n" and outs[1]["data"]["text/plain"] == "<fig.png>"
+    assert outs[1]["data"]["image/png"] == png
 
 
 def test_kernel_start_collision_is_retried(tmp_path, monkeypatch):

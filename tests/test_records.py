@@ -76,7 +76,9 @@ def test_run_record_round_trip(tmp_path):
     assert rec.final_metrics() is None
     cfg = RunConfig().override({"run_id": "r1", "seed": 5})
     rec.write_config(cfg)
-    assert rec.config["seed"] == 5 and rec.run_config() == cfg
+    # read back with relative path keys resolved against the project root (absolute when there is one)
+    assert rec.config["seed"] == 5 and rec.run_config() == RunConfig.from_dict(R.resolved_config(cfg.to_dict()))
+    assert R.record_config(rec.run_config().to_dict()) == rec.config
     rec.write_env({"python": "3.11"})
     rec.write_model({"class": "X", "num_parameters": 3})
     rec.write_protocol({"dataset": {"mars_gallery": "all"}})
@@ -131,6 +133,22 @@ def test_collect_env_fields():
     json.dumps(env)
     if env["git_commit"] is not None:
         assert len(env["git_commit"]) == 40 and isinstance(env["git_dirty"], bool)
+    # CPU results are bitwise comparable only under the same SIMD dispatch: recorded with the CPU model
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu_count"] == os.cpu_count() and env["cpu_count"] >= 1
+    assert "cpu_model" in env and (env["cpu_model"] is None or env["cpu_model"].strip())
+
+
+def test_cpu_model_from_cpuinfo(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6248\n\n"
+                   "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Gold 6248\n")
+    assert R._cpu_model(x86) == "Intel(R) Xeon(R) Gold 6248"
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n\nHardware\t: BCM2835\n")
+    assert R._cpu_model(arm) == "BCM2835"
+    # unreadable: falls back to platform.processor(), which may be empty -> None
+    assert R._cpu_model(tmp_path / "missing") == (R.platform.processor() or None)
 
 
 def test_atomic_write_under_a_file_fails_clearly(tmp_path):
@@ -138,3 +156,45 @@ def test_atomic_write_under_a_file_fails_clearly(tmp_path):
     with pytest.raises(OSError):
         atomic_write_text(tmp_path / "f" / "x.txt", "y")
     assert os.path.isfile(tmp_path / "f")
+
+
+def test_record_paths_relative_to_the_project_root(tmp_path, monkeypatch):
+    proj = tmp_path / "proj"
+    (proj / "notebooks").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("")
+    monkeypatch.chdir(proj / "notebooks")  # found from a subfolder too, like enter_workspace
+    assert R.project_root() == proj
+    assert R.project_root(tmp_path) is None  # outside any project: paths stay as given
+    assert R.record_path(proj / "results" / "runs") == "results/runs"
+    assert R.record_path(str(proj)) == "."
+    assert R.record_path("../data/x") == "data/x"  # relative paths mean: from the cwd
+    assert R.record_path(str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere")
+    assert R.record_path(None) is None and R.record_path("") == ""
+    assert R.resolve_record_path("results/runs") == str(proj / "results" / "runs")
+    assert R.resolve_record_path(str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere")
+    assert R.record_text(f"done -> {proj}/results/runs/a (cwd {proj}); not {proj}2/x nor /y{proj}/z") == \
+        f"done -> results/runs/a (cwd .); not {proj}2/x nor /y{proj}/z"
+    assert R.record_text(f"'{proj}/' {tmp_path}/other") == f"'./' {tmp_path}/other"
+    cfg = RunConfig().override({"results_dir": str(proj / "results" / "runs"), "data.root": str(proj / "data"),
+                                "model.pretrained": str(tmp_path / "w.pth")})
+    stored = R.record_config(cfg.to_dict())
+    assert (stored["results_dir"], stored["data"]["root"]) == ("results/runs", "data")
+    assert stored["model"]["pretrained"] == str(tmp_path / "w.pth")
+    assert RunConfig.from_dict(R.resolved_config(stored)) == cfg
+
+
+def test_run_record_writes_no_absolute_project_paths(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    rec = RunRecord(tmp_path / "results" / "runs" / "r")
+    cfg = RunConfig().override({"results_dir": str(tmp_path / "results" / "runs"), "run_id": "r",
+                                "data.root": str(tmp_path / "data" / "synthetic")})
+    rec.write_config(cfg)
+    rec.write_model({"pretrained": str(tmp_path / "w.pth")})
+    rec.write_status("failed", f"see {rec.checkpoint_path('last')}", epoch=1)
+    assert rec.config["results_dir"] == "results/runs" and rec.config["data"]["root"] == "data/synthetic"
+    assert rec.model["pretrained"] == "w.pth"
+    assert rec.status["message"] == "see results/runs/r/checkpoints/last.pt"
+    assert rec.run_config() == cfg  # read back: resolved against the project root
+    for name in ("config.json", "model.json", "status.json"):
+        assert str(tmp_path) not in (rec.run_dir / name).read_text(), name

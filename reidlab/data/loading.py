@@ -9,7 +9,10 @@ spawned workers alike.
 
 The epoch lives in shared memory (``multiprocessing.RawValue``) so ``set_epoch`` in the main process
 reaches persistent workers too; call ``dataset.set_epoch(e)`` and ``sampler.set_epoch(e)`` *before*
-iterating the loader for epoch ``e`` (indices are dispatched when iteration starts).
+iterating the loader for epoch ``e`` (indices are dispatched when iteration starts). An epoch longer
+than one sampler pass iterates the loader again after ``set_epoch(e, draw=d)`` (d = 1, 2, ...) on both:
+items of a further draw are seeded by ``(seed, epoch, index, draw)``, so a tracklet drawn again in the
+same epoch shows other frames and another augmentation.
 
 Frame cache (``FrameCache``): an LRU of decoded uint8 frames keyed by path. With ``workers=0`` it is
 one cache shared by everything in the process. With workers, each worker process holds its own copy
@@ -114,8 +117,10 @@ def _load_clip(paths: Sequence[str], cache: FrameCache | None) -> torch.Tensor:
     return torch.from_numpy(np.stack(fixed)).permute(0, 3, 1, 2).contiguous()
 
 
-def _item_seeds(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, int]:
-    ss = np.random.SeedSequence([int(seed), int(epoch), int(index)])
+def _item_seeds(seed: int, epoch: int, index: int, draw: int = 0) -> tuple[np.random.Generator, int]:
+    # draw 0 keeps the (seed, epoch, index) key of runs made before extra draws existed
+    key = [int(seed), int(epoch), int(index)] + ([int(draw)] if draw else [])
+    ss = np.random.SeedSequence(key)
     torch_seed = int(ss.generate_state(1, dtype=np.uint64)[0] & ((1 << 63) - 1))
     return np.random.default_rng(ss), torch_seed
 
@@ -133,31 +138,44 @@ def _apply(transform: Callable | None, x: torch.Tensor, torch_seed: int | None) 
 
 
 class _EpochMixin:
+    _SHARED = ("_epoch", "_draw")
+
     def _init_epoch(self) -> None:
         # shared memory so persistent workers see set_epoch from the main process
         self._epoch = multiprocessing.RawValue("q", 0)
+        self._draw = multiprocessing.RawValue("q", 0)
 
     @property
     def epoch(self) -> int:
         return int(self._epoch.value)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Frame choice and augmentation of every item become a function of (seed, epoch, index)."""
+    @property
+    def draw(self) -> int:
+        return int(self._draw.value)
+
+    def set_epoch(self, epoch: int, draw: int = 0) -> None:
+        """Frame choice and augmentation of every item become a function of (seed, epoch, index) for
+        ``draw`` 0, of (seed, epoch, index, draw) for a further pass ``draw >= 1`` of the same epoch."""
+        if draw < 0:
+            raise ValueError(f"{type(self).__name__}: draw must be >= 0, got {draw}")
         self._epoch.value = int(epoch)
+        self._draw.value = int(draw)
 
     # shared memory can only travel to a process being started (DataLoader workers, fork or spawn);
-    # any other pickling or deepcopy gets a private copy holding the current epoch
+    # any other pickling or deepcopy gets a private copy holding the current values
     def __getstate__(self):
         state = self.__dict__.copy()
         if multiprocessing.context.get_spawning_popen() is None:
-            state["_epoch"] = int(self._epoch.value)
+            for name in self._SHARED:
+                state[name] = int(getattr(self, name).value)
         return state
 
     def __setstate__(self, state):
-        epoch = state["_epoch"]
         self.__dict__.update(state)
-        if isinstance(epoch, int):
-            self._epoch = multiprocessing.RawValue("q", epoch)
+        for name in self._SHARED:
+            value = state.get(name, 0)  # "_draw" is missing from objects pickled before it existed
+            if isinstance(value, int):
+                setattr(self, name, multiprocessing.RawValue("q", value))
 
 
 class VideoTrainDataset(_EpochMixin, Dataset):
@@ -177,14 +195,15 @@ class VideoTrainDataset(_EpochMixin, Dataset):
     def __len__(self) -> int:
         return len(self.tracklets)
 
-    def frame_indices(self, index: int, epoch: int | None = None) -> list[int]:
-        """The frames item ``index`` uses in ``epoch`` (default: the current one)."""
-        rng, _ = _item_seeds(self.seed, self.epoch if epoch is None else epoch, index)
+    def frame_indices(self, index: int, epoch: int | None = None, draw: int | None = None) -> list[int]:
+        """The frames item ``index`` uses in ``epoch`` and ``draw`` (default: the current ones)."""
+        rng, _ = _item_seeds(self.seed, self.epoch if epoch is None else epoch, index,
+                             self.draw if draw is None else draw)
         return sample_frames(len(self.tracklets[index].paths), self.seq_len, self.sampling, rng)
 
     def __getitem__(self, index: int):
         t = self.tracklets[index]
-        rng, torch_seed = _item_seeds(self.seed, self.epoch, index)
+        rng, torch_seed = _item_seeds(self.seed, self.epoch, index, self.draw)
         idx = sample_frames(len(t.paths), self.seq_len, self.sampling, rng)
         clip = _load_clip([t.paths[i] for i in idx], self.cache)
         return _apply(self.transform, clip, torch_seed), t.pid, t.camid
@@ -224,7 +243,8 @@ class VideoTestDataset(Dataset):
 
 
 class ImageDataset(_EpochMixin, Dataset):
-    """item -> (image float ``(C, H, W)``, pid: int, camid: int); augmentation seeded by (seed, epoch, index)."""
+    """item -> (image float ``(C, H, W)``, pid: int, camid: int); augmentation seeded by (seed, epoch, index)
+    (plus ``draw`` for a further pass of the epoch)."""
 
     def __init__(self, samples: Sequence[Sample], transform: Callable | None, *, seed: int = 0,
                  cache: FrameCache | None = None):
@@ -240,7 +260,7 @@ class ImageDataset(_EpochMixin, Dataset):
         s = self.samples[index]
         img = self.cache.get(s.path) if self.cache is not None else read_image(s.path)
         x = torch.from_numpy(np.array(img)).permute(2, 0, 1)  # copy: cached frames are read-only
-        _, torch_seed = _item_seeds(self.seed, self.epoch, index)
+        _, torch_seed = _item_seeds(self.seed, self.epoch, index, self.draw)
         return _apply(self.transform, x, torch_seed), s.pid, s.camid
 
 

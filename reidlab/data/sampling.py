@@ -74,6 +74,10 @@ class PKSampler(torch.utils.data.Sampler):
 
     Yields flat dataset indices, batch after batch: use ``DataLoader(batch_size=sampler.batch_size,
     drop_last=True)``. ``len(sampler)`` is the number of indices this rank yields in the current epoch.
+
+    ``set_epoch(epoch, draw=d)`` with ``d >= 1`` selects a further, independent pass of the same epoch
+    (deterministic from ``(seed, epoch, d)``): the trainer uses it when an epoch asks for more steps than
+    one pass holds. ``draw=0`` is the epoch's ordinary pass.
     """
 
     def __init__(self, pids: Sequence[int], p: int, k: int, *, seed: int = 0, num_replicas: int = 1, rank: int = 0):
@@ -89,7 +93,7 @@ class PKSampler(torch.utils.data.Sampler):
         self._index_of = {pid: np.asarray(ix, dtype=np.int64) for pid, ix in sorted(index_of.items())}
         if len(self._index_of) < self.p:
             raise ValueError(f"PKSampler: p={p} identities per batch but the data holds only {len(self._index_of)}")
-        self.epoch = 0
+        self.epoch, self.draw = 0, 0
         self._batches = self._plan(0)
         if not self._batches:
             raise ValueError(
@@ -101,13 +105,17 @@ class PKSampler(torch.utils.data.Sampler):
     def batch_size(self) -> int:
         return self.p * self.k
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose batches ``__iter__`` yields (call before iterating the DataLoader)."""
-        self.epoch = int(epoch)
-        self._batches = self._plan(self.epoch)
+    def set_epoch(self, epoch: int, draw: int = 0) -> None:
+        """Select the epoch (and its ``draw``-th extra pass, 0 = the ordinary one) whose batches
+        ``__iter__`` yields; call before iterating the DataLoader."""
+        if draw < 0:
+            raise ValueError(f"PKSampler: draw must be >= 0, got {draw}")
+        self.epoch, self.draw = int(epoch), int(draw)
+        self._batches = self._plan(self.epoch, self.draw)
 
-    def _plan(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
+    def _plan(self, epoch: int, draw: int = 0) -> list[np.ndarray]:
+        # draw 0 keeps the (seed, epoch) key of runs made before extra draws existed
+        rng = np.random.default_rng([self.seed, epoch] if draw == 0 else [self.seed, epoch, draw])
         groups: dict[int, list[np.ndarray]] = {}
         for pid, ix in self._index_of.items():
             if len(ix) < self.k:

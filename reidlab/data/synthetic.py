@@ -62,6 +62,12 @@ Determinism: every random draw comes from a generator seeded by ``(seed, role, i
 identity's appearance does not depend on how many cameras or frames are generated; files are
 written in a fixed order and ``.mat`` headers carry no timestamp, so the same knobs give the same
 bytes. Generation is atomic: the world is built in a temporary sibling folder and renamed into place.
+
+Corruption is drawn apart from everything else (the per-tracklet schedule and each frame's
+corruption parameters have generators of their own), so worlds that differ only in the corruption
+knobs (``corruption_rate``, ``corruption_kinds``, ``corruption_burst``) hold the same identities,
+other corruption draws: the same tracklets, queries, poses and backgrounds, and every frame that is
+clean in both worlds is byte-identical. A rate sweep therefore changes nothing but the corruption.
 """
 
 from __future__ import annotations
@@ -88,7 +94,8 @@ from reidlab.data.sidecar import SIDECAR_FORMAT, SIDECAR_NAME
 DEFAULT_SYNTHETIC_ROOT = "data/synthetic"
 WORLD_FORMAT = "reidlab-synthetic-world/1"
 #: bump when the drawing changes, so ensure_world regenerates old worlds
-GENERATOR_VERSION = 1
+#: (2: corruption schedule and parameters drawn from their own generators)
+GENERATOR_VERSION = 2
 
 DEFAULT_KNOBS: dict[str, Any] = {
     "ids": 100,
@@ -115,6 +122,8 @@ DEFAULT_KNOBS: dict[str, Any] = {
 
 # role tags for the seeded generators (never reorder: they define the world for a seed)
 _R_IDENTITY, _R_CAMERA, _R_TRACKLET, _R_LAYOUT, _R_DISTRACTOR, _R_FRAME, _R_JUNK = range(1, 8)
+# corruption draws get generators of their own so the corruption knobs cannot shift any other draw
+_R_SCHEDULE, _R_CORRUPTION = 8, 9
 
 # base clothing colours (sRGB 0..1) and how common they are; dark, sober colours dominate as in the
 # street, which makes look-alikes appear naturally
@@ -836,7 +845,10 @@ def _write_world(root: Path, k: dict) -> dict:
         else:
             ind = None
         pool = [p for p in (train_pool if plan.split == "train" else test_pool) if p != plan.pid]
-        sched = _schedule(plan.n_frames, k["corruption_rate"], k["corruption_burst"], k["corruption_kinds"], rng) \
+        # the schedule has its own generator: drawing it from ``rng`` would shift the motion draws below
+        # with the rate, so worlds differing only in corruption would differ in every pose/background
+        sched = _schedule(plan.n_frames, k["corruption_rate"], k["corruption_burst"], k["corruption_kinds"],
+                          np.random.default_rng([*plan.key, _R_SCHEDULE])) \
             if plan.pid >= 0 else [None] * plan.n_frames
         # tracklet-level motion: start phase, drift, background scroll
         phase0 = float(rng.uniform(0, 2 * math.pi))
@@ -858,7 +870,11 @@ def _write_world(root: Path, k: dict) -> dict:
             kind = sched[f]
             if kind == "foreign_patch" and not pool:  # a one-identity split has nobody to step in
                 kind = sched[f] = "occluder"
-            params = _corruption_params(kind, frng, pool) if kind is not None else None
+            # own generator per frame: drawn from ``frng`` the parameters would shift this frame's sensor
+            # noise, so a corrupted frame would differ from its clean twin (same frame, other rate) in
+            # more than the corruption itself
+            params = _corruption_params(kind, np.random.default_rng([*plan.key, _R_CORRUPTION, f]), pool) \
+                if kind is not None else None
             other = identities[params["other_pid"]] if kind == "foreign_patch" else None
             name = _mars_name(plan.pid, plan.cam, plan.index, f + 1, ext)
             bg_off = bg0 + bg_speed * f

@@ -7,7 +7,8 @@ complete run record under ``results_dir/run_id`` (see :mod:`reidlab.runs.records
 
 Reproducibility and resume
     Python/numpy/torch are re-seeded at the start of every epoch from ``(seed, epoch, rank)``, the identity
-    sampler and the frame sampling are deterministic in ``(seed, epoch)``, the learning rate is a pure
+    sampler and the frame sampling are deterministic in ``(seed, epoch)`` (and the draw, when an explicit
+    ``train.steps_per_epoch`` needs further P x K draws beyond one sampler pass), the learning rate is a pure
     function of ``(epoch, step)``, and ``checkpoints/last.pt`` (model, optimiser, scaler, RNG states,
     metrics so far) is written atomically after every epoch. A run killed at any moment therefore resumes
     from the last completed epoch and, on CPU with a fixed seed, ends with the same ``metrics.csv``
@@ -22,6 +23,7 @@ Faults
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -29,6 +31,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +50,8 @@ from reidlab.runs.records import (
     atomic_write_text,
     collect_env,
     load_checkpoint_file,
+    record_config,
+    resolved_config,
 )
 
 __all__ = [
@@ -466,7 +471,11 @@ class _Run:
         """Rank 0: decide what to do with an existing run folder. Returns 'done' | 'fresh' | 'resume'."""
         rec = self.record
         old_cfg = rec.config if (rec.run_dir / "config.json").is_file() else None
-        new_cfg = self.cfg.to_dict()
+        # compared as config.json stores them (paths inside the project relative to its root), so an
+        # absolute and a relative spelling of the same folder are the same run
+        new_cfg = record_config(self.cfg.to_dict())
+        if old_cfg is not None:
+            old_cfg = record_config(resolved_config(old_cfg))
         if self.force:
             rec.clear()
             return "fresh"
@@ -514,9 +523,10 @@ class _Run:
                 f"the training split yields no full batch of data.p x data.k = {cfg.data.p} x {cfg.data.k}"
                 f" (per process, {self.dist.world_size} process(es)); lower data.p or data.k"
             )
-        self.steps = n_batches if cfg.train.steps_per_epoch is None else min(cfg.train.steps_per_epoch, n_batches)
+        self.steps = n_batches if cfg.train.steps_per_epoch is None else cfg.train.steps_per_epoch
         if cfg.train.steps_per_epoch is not None and cfg.train.steps_per_epoch > n_batches:
-            self.log(f"train.steps_per_epoch={cfg.train.steps_per_epoch} capped to one sampler pass ({n_batches})")
+            self.log(f"train.steps_per_epoch={cfg.train.steps_per_epoch} exceeds one sampler pass ({n_batches} "
+                     "batches): each epoch continues with further P x K draws")
         if mode == "resume":
             self._load_last()
         self.dist.barrier()
@@ -679,6 +689,33 @@ class _Run:
             f"Lower optim.lr ({self.cfg.optim.lr:g}) or check the data"
         )
 
+    def _set_draw(self, epoch: int, draw: int) -> None:
+        """Point the sampler and the train set at pass ``draw`` of ``epoch`` (0 = the ordinary pass)."""
+        for obj in (self.data.sampler, self.data.train_set):
+            if not hasattr(obj, "set_epoch"):
+                continue
+            if draw == 0:  # the plain set_epoch(epoch) contract: samplers without draws still work
+                obj.set_epoch(epoch)
+            else:
+                obj.set_epoch(epoch, draw=draw)
+
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """The epoch's P x K batches: the ordinary sampler pass, then further draws 1, 2, ... (each a fresh,
+        seeded pass of the same epoch), for as long as the caller asks. Stops if a draw yields no batch.
+        Expects ``_set_draw(epoch, 0)`` to have been called (before the step count was read)."""
+        loader = self.data.train_loader
+        draw = 0
+        while True:
+            if draw:
+                self._set_draw(epoch, draw)
+            got = 0
+            for batch in loader:
+                got += 1
+                yield batch
+            if got == 0:  # an empty pass would repeat forever
+                return
+            draw += 1
+
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.cfg
         _seed_everything(_epoch_seed(cfg.seed, epoch, self.dist.rank))
@@ -686,13 +723,10 @@ class _Run:
         gen = getattr(loader, "generator", None)
         if gen is not None:  # worker base seeds come from it: make them a function of the epoch, for resume
             gen.manual_seed(_epoch_seed(cfg.seed, epoch, self.dist.rank + 7919))
-        for obj in (self.data.sampler, self.data.train_set):
-            if hasattr(obj, "set_epoch"):
-                obj.set_epoch(epoch)
-        # the identity sampler's batch count can vary from epoch to epoch (it is a function of (seed, epoch))
-        n_steps = len(loader)
-        if cfg.train.steps_per_epoch is not None:
-            n_steps = min(n_steps, cfg.train.steps_per_epoch)
+        self._set_draw(epoch, 0)
+        # the identity sampler's batch count can vary from epoch to epoch (it is a function of (seed, epoch));
+        # an explicit steps_per_epoch is honoured exactly, beyond one pass by further draws (_batches)
+        n_steps = len(loader) if cfg.train.steps_per_epoch is None else cfg.train.steps_per_epoch
         self._train_mode()
         sums = [0.0] * len(LOSS_PARTS)
         frames = 0
@@ -719,10 +753,10 @@ class _Run:
                 sums[i] += v
             last_vals = vals
 
+        batches = self._batches(epoch)
         try:
-            for step, batch in enumerate(loader):
-                if step >= n_steps:
-                    break
+            # islice: no batch is fetched (nor a further draw started) beyond the last step
+            for step, batch in enumerate(itertools.islice(batches, n_steps)):
                 self.epoch, self.step = epoch, step
                 x, pids = batch[0], batch[1]
                 x = x.to(self.device, non_blocking=True)
@@ -767,6 +801,7 @@ class _Run:
             if pending is not None:
                 consume(*pending)
         finally:
+            batches.close()
             if pbar is not None:
                 pbar.close()
         n = max(done_steps, 1)

@@ -241,28 +241,33 @@ class TemporalAttentionFusion(VectorFusion):
     convolution, normalised over T; fused = sum_t a_t f_t.
 
     Their spatial conv over the whole layer4 map is applied here to the pooled vector (a Linear D -> hidden);
-    then ReLU, Conv1d(hidden, 1, kernel_size, padding=kernel_size // 2) over T. normalise="softmax" (default)
-    or "sigmoid" (sigmoid scores divided by their sum), the two variants of the paper. Works for any T >= 1.
+    then ReLU, Conv1d(hidden, 1, kernel_size, padding=kernel_size // 2) over T, then (score_relu=True, the
+    default, as in the paper) a ReLU on the temporal scores, so they are >= 0 before normalising;
+    score_relu=False normalises the raw conv output (reidlab's behaviour before the option existed).
+    normalise="softmax" (default) or "sigmoid" (sigmoid scores divided by their sum), the two variants of
+    the paper. Works for any T >= 1. aux also holds "scores" (B, T): the scores fed to the normaliser.
     """
 
     name = "temporal_attention"
 
     def __init__(self, channels: int, hidden: int = 256, kernel_size: int = 3, normalise: str = "softmax",
-                 hierarchical: bool = False) -> None:
+                 score_relu: bool = True, hierarchical: bool = False) -> None:
         if normalise not in ("softmax", "sigmoid"):
             raise ValueError(f"normalise must be 'softmax' or 'sigmoid', got {normalise!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size}")
         super().__init__(channels, hierarchical=hierarchical, hidden=hidden, kernel_size=kernel_size,
-                         normalise=normalise)
+                         normalise=normalise, score_relu=bool(score_relu))
         self.frame = nn.Linear(channels, hidden)
         self.temporal = nn.Conv1d(hidden, 1, kernel_size, padding=kernel_size // 2)
         self.normalise = normalise
+        self.score_relu = bool(score_relu)
 
     def scores(self, x: Tensor) -> Tensor:
-        """(B, T, D) -> unnormalised scores (B, T)."""
+        """(B, T, D) -> unnormalised scores (B, T), the normaliser's input (>= 0 with score_relu)."""
         h = F.relu(self.frame(x)).transpose(1, 2)  # (B, hidden, T)
-        return self.temporal(h).squeeze(1)
+        s = self.temporal(h).squeeze(1)
+        return F.relu(s) if self.score_relu else s
 
     def _fuse(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
         s = self.scores(x)

@@ -6,13 +6,20 @@ so a kill at any moment leaves either the old or the new version of a file, neve
 Layout of ``results/runs/<run_id>/``::
 
     config.json     full resolved RunConfig (seed included)
-    env.json        package versions, platform, git commit + dirty flag, device, CPU threads
+    env.json        package versions, platform, git commit + dirty flag, device, CPU model/capability/threads
     model.json      model.describe() (+ regulariser descriptions)
     protocol.json   dataset protocol + evaluation settings
     metrics.csv     one row per evaluation (METRIC_COLUMNS; metrics as fractions 0..1)
     epochs.csv      one row per trained epoch (loss parts, lr, throughput)
     status.json     state (running | finished | failed | interrupted | budget), message, last epoch
     checkpoints/last.pt, best.pt   (best.pt is selected on the test split and labelled so)
+
+Records are committed, so they hold no absolute paths of the machine that wrote them: a path inside the
+project root (the folder holding ``pyproject.toml`` at or above the cwd, where ``enter_workspace`` runs
+things) is stored relative to it -- the config's path keys (``PATH_KEYS``) and any absolute path inside
+the project met in the JSON records' strings (messages included). Paths outside the project are kept
+as given. :meth:`RunRecord.run_config` resolves the relative path keys against the project root again.
+Checkpoints are not committed and keep the config as the run was given it.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -41,6 +50,13 @@ __all__ = [
     "atomic_write_json",
     "atomic_torch_save",
     "collect_env",
+    "project_root",
+    "record_path",
+    "resolve_record_path",
+    "record_text",
+    "record_strings",
+    "record_config",
+    "resolved_config",
     "RunRecord",
 ]
 
@@ -125,6 +141,124 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+# ---------------------------------------------------------------------- portable paths
+def project_root(start: str | Path | None = None) -> Path | None:
+    """The folder record paths are stored relative to: the nearest folder at or above ``start`` (default:
+    the cwd) that holds ``pyproject.toml`` -- the project root ``enter_workspace`` moves notebooks to --
+    or None outside any project (then paths are stored as given)."""
+    here = Path(os.path.abspath(os.getcwd() if start is None else start))
+    for folder in (here, *here.parents):
+        if folder.parent != folder and (folder / "pyproject.toml").is_file():  # never the filesystem root
+            return folder
+    return None
+
+
+def _relative_inside(path: Path, root: Path) -> str | None:
+    """Absolute ``path`` relative to ``root`` (posix, "." for the root itself), or None when outside."""
+    pairs = [(path, root)]
+    try:  # symlinked spellings (e.g. /tmp -> /private/tmp) count as inside too
+        pairs.append((path.resolve(), root.resolve()))
+    except OSError:
+        pass
+    for p, r in pairs:
+        try:
+            return p.relative_to(r).as_posix()
+        except ValueError:
+            continue
+    return None
+
+
+def record_path(path: str | Path | None, root: Path | None = None) -> str | None:
+    """How a record stores a path the user gave (a relative one meaning: from the cwd): relative to the
+    project root (``root``, default :func:`project_root`) when it lies inside it, else as given."""
+    if path is None:
+        return None
+    root = project_root() if root is None else root
+    if root is None or str(path) == "":
+        return str(path)
+    rel = _relative_inside(Path(os.path.normpath(os.path.abspath(path))), root)
+    return str(path) if rel is None else rel
+
+
+def resolve_record_path(path: str | Path | None, root: Path | None = None) -> str | None:
+    """Inverse of :func:`record_path`: a stored relative path made absolute against the project root
+    (absolute paths, None, "" and paths read outside any project are returned unchanged)."""
+    if path is None:
+        return None
+    if str(path) == "" or Path(path).is_absolute():
+        return str(path)
+    root = project_root() if root is None else root
+    return str(path) if root is None else os.path.normpath(root / path)
+
+
+def record_text(text: str, root: Path | None = None) -> str:
+    """``text`` with every absolute path inside the project root rewritten relative to it (messages, logs,
+    tracebacks); "/proj/results/x" -> "results/x", a bare "/proj" -> ".". Other text is untouched."""
+    root = project_root() if root is None else root
+    if root is None:
+        return text
+    spellings = {str(root)}
+    try:
+        spellings.add(str(root.resolve()))
+    except OSError:
+        pass
+    for spelling in sorted(spellings, key=len, reverse=True):
+        if spelling not in text:
+            continue
+        # the root must start a path (not continue a longer one): "/proj" never matches in "/proj2" or
+        # "/x/proj"; "/proj/a" -> "a" (sub), a bare "/proj" or "/proj/" -> "." or "./" (end)
+        pattern = re.compile(rf"(?<![\w.~/-]){re.escape(spelling)}"
+                             rf"(?:(?P<sub>/)(?=[\w.~@+%=-])|(?P<end>/?)(?![\w.~/-]))")
+        text = pattern.sub(lambda m: "" if m.group("sub") else "." + m.group("end"), text)
+    return text
+
+
+def record_strings(obj: Any, root: Path | None = None, *, skip: Callable[[Any], bool] | None = None) -> Any:
+    """A copy of a JSON-like ``obj`` with :func:`record_text` applied to every string value; ``skip(key)``
+    (optional) marks dict keys whose values are kept as they are (e.g. base64 images)."""
+    root = project_root() if root is None else root
+    if root is None:
+        return obj
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, str):
+            return record_text(o, root)
+        if isinstance(o, Mapping):
+            return {k: (v if skip is not None and skip(k) else walk(v)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [walk(v) for v in o]
+        return o
+
+    return walk(obj)
+
+
+def _map_path_keys(d: Mapping[str, Any], fn: Callable[[str], str | None]) -> dict:
+    """A deep copy of config dict ``d`` with ``fn`` applied to each PATH_KEYS string present."""
+    from reidlab.config import PATH_KEYS  # here: reidlab.config imports this module lazily too
+
+    out = json.loads(json.dumps(d, default=_json_default))  # a deep copy of plain JSON data
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        sec = out
+        for name in parents:
+            sec = sec.get(name) if isinstance(sec, dict) else None
+        if isinstance(sec, dict) and isinstance(sec.get(leaf), str):
+            sec[leaf] = fn(sec[leaf])
+    return out
+
+
+def record_config(d: Mapping[str, Any], root: Path | None = None) -> dict:
+    """A config dict as config.json stores it: the PATH_KEYS through :func:`record_path`."""
+    root = project_root() if root is None else root
+    return _map_path_keys(d, lambda p: record_path(p, root))
+
+
+def resolved_config(d: Mapping[str, Any], root: Path | None = None) -> dict:
+    """A stored config dict with its relative PATH_KEYS resolved against the project root."""
+    root = project_root() if root is None else root
+    return _map_path_keys(d, lambda p: resolve_record_path(p, root))
+
+
 # ---------------------------------------------------------------------- environment
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
@@ -136,8 +270,34 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name from ``cpuinfo`` (Linux), else ``platform.processor()``; None when unknown."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                # x86 names it "model name"; some ARM kernels only give "Hardware" or "Processor"
+                if sep and key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _cpu_capability() -> str | None:
+    """The SIMD level torch's CPU kernels dispatch to ("AVX2", "AVX512", "DEFAULT", ...): CPU results are
+    bitwise comparable only between machines (and processes) that share it."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # torch < 2.0 has no such query
+        return None
+
+
 def collect_env(device: str | None = None, extra: Mapping[str, Any] | None = None) -> dict:
-    """Package versions, platform, git commit + dirty flag of the reidlab checkout, device, CPU threads."""
+    """Package versions, platform, git commit + dirty flag of the reidlab checkout, device, CPU model,
+    SIMD capability and threads."""
     import numpy
     import torch
 
@@ -166,6 +326,8 @@ def collect_env(device: str | None = None, extra: Mapping[str, Any] | None = Non
         "device": device,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_model": _cpu_model(),
+        "cpu_capability": _cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -233,17 +395,19 @@ class RunRecord:
 
     @property
     def config(self) -> dict | None:
-        """config.json as a dict (use :meth:`run_config` for a RunConfig)."""
+        """config.json as stored (path keys relative to the project root when inside it); use
+        :meth:`run_config` for a RunConfig with the paths resolved."""
         return self._read_json("config.json")
 
     def run_config(self):
-        """config.json as a validated :class:`reidlab.config.RunConfig`."""
+        """config.json as a validated :class:`reidlab.config.RunConfig`, relative path keys resolved
+        against the project root (:func:`resolved_config`)."""
         from reidlab.config import RunConfig
 
         d = self.config
         if d is None:
             raise FileNotFoundError(f"{self.run_dir / 'config.json'} does not exist")
-        return RunConfig.from_dict(d)
+        return RunConfig.from_dict(resolved_config(d))
 
     @property
     def env(self) -> dict | None:
@@ -294,19 +458,19 @@ class RunRecord:
             return None
         return m.iloc[-1].to_dict()
 
-    # writers
+    # writers (JSON records are made portable: no absolute paths inside the project, see module docstring)
     def write_config(self, cfg: Any) -> Path:
         d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        return atomic_write_json(self.run_dir / "config.json", d)
+        return atomic_write_json(self.run_dir / "config.json", record_config(d))
 
     def write_env(self, env: Mapping[str, Any]) -> Path:
-        return atomic_write_json(self.run_dir / "env.json", dict(env))
+        return atomic_write_json(self.run_dir / "env.json", record_strings(dict(env)))
 
     def write_model(self, desc: Mapping[str, Any]) -> Path:
-        return atomic_write_json(self.run_dir / "model.json", dict(desc))
+        return atomic_write_json(self.run_dir / "model.json", record_strings(dict(desc)))
 
     def write_protocol(self, protocol: Mapping[str, Any]) -> Path:
-        return atomic_write_json(self.run_dir / "protocol.json", dict(protocol))
+        return atomic_write_json(self.run_dir / "protocol.json", record_strings(dict(protocol)))
 
     @staticmethod
     def _csv_text(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
@@ -334,7 +498,7 @@ class RunRecord:
             raise ValueError(f"state must be one of {STATES}, got {state!r}")
         st = {"state": state, "message": message, "epoch": epoch,
               "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}  # fmt: skip
-        return atomic_write_json(self.run_dir / "status.json", st)
+        return atomic_write_json(self.run_dir / "status.json", record_strings(st))
 
     def save_checkpoint(self, obj: Mapping[str, Any], which: str = "last") -> Path:
         return atomic_torch_save(dict(obj), self.checkpoint_path(which))

@@ -1,0 +1,353 @@
+"""The fusion study as a whole (``sweeps/study.yaml``; run by ``python -m reidlab main``).
+
+Given the trained runs of the study's sweep (mean-trained trunks, and end-to-end learned fusions):
+
+1. per trunk seed and test corruption rate, the per-frame features of every test tracklet are extracted
+   once and cached in the run folder (``reidlab.study.extract``);
+2. every test-time operator of the spec (``reidlab.study.operators``) embeds the same features; the
+   embeddings are evaluated with every labelled test tracklet as a query against all test tracklets
+   (market1501 rule: same identity + same camera removed, which removes the query itself);
+3. learned fusion heads are trained on each frozen trunk (``reidlab.study.heads``) and evaluated the same
+   way; end-to-end runs are evaluated on their own trunks with their own fusion, same protocol;
+4. every comparison with the baseline is a paired bootstrap over seeds x query identities
+   (``reidlab.eval.bootstrap``); diagnostics (frame-to-frame cosine vs lag next to same-identity /
+   other-camera and different-identity cosines, weight shares, embedding correlation) come from the
+   same features.
+
+Outputs (``<results>/study/``): per_query_ap.csv.gz (the raw material: every number below can be recomputed
+from it), operators.csv, heads.csv, end_to_end.csv, weights.csv, cosine_lag.csv, correlation.npz,
+protocol.json, study.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reidlab.eval import evaluate_features
+from reidlab.eval.bootstrap import bootstrap_mean_ci, paired_delta_ci
+from reidlab.study.frames import FrameFeatures
+from reidlab.study.operators import BNAffine, Operator, apply_operator, weight_stats
+
+__all__ = ["StudySpec", "load_study_spec", "run_study", "evaluate_embeddings", "PROTOCOL",
+           "cosine_by_lag", "compare"]
+
+PROTOCOL = {
+    "name": "all-vs-rest, cross-camera",
+    "queries": "every labelled test tracklet (pid > 0)",
+    "gallery": "every test tracklet incl. pid-0 distractors (MARS 'all' gallery); the evaluator removes "
+               "same-identity same-camera entries, the query itself among them",
+    "metric": "euclidean", "evaluation": "market1501", "ap_mode": "toolbox",
+    "ci": "95% percentile interval of a paired bootstrap over seeds x query identities (crossed)",
+}
+
+
+@dataclass
+class StudySpec:
+    name: str
+    sweep: Path
+    baseline: str
+    trunk_variant: str
+    end_to_end: list[str]
+    corruption_rates: list[float]
+    operators: dict[str, Operator]
+    heads: dict[str, dict]
+    bootstrap: dict = field(default_factory=lambda: {"n_boot": 2000, "level": 0.95, "seed": 0})
+    negative_control: str | None = None
+    oracle: str | None = None
+    source: Path | None = None
+
+
+def load_study_spec(path: str | Path) -> StudySpec:
+    """Read ``sweeps/study.yaml``; errors name the key and what was expected."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: study spec not found")
+    d = yaml.safe_load(p.read_text()) or {}
+    allowed = {"name", "description", "sweep", "baseline", "trunk_variant", "end_to_end", "corruption_rates",
+               "operators", "heads", "bootstrap", "negative_control", "oracle"}
+    bad = sorted(set(d) - allowed)
+    if bad:
+        raise ValueError(f"{p}: unknown keys {bad}; allowed: {sorted(allowed)}")
+    for key in ("name", "sweep", "baseline", "trunk_variant", "operators", "corruption_rates"):
+        if key not in d:
+            raise ValueError(f"{p}: key {key!r} is required")
+    ops = {}
+    for name, od in (d["operators"] or {}).items():
+        if not isinstance(od, dict):
+            raise ValueError(f"{p}: operators.{name} must be a mapping, got {od!r}")
+        ops[name] = Operator.from_dict(name, od)
+    for key in ("baseline", "negative_control", "oracle"):
+        if d.get(key) is not None and d[key] not in ops:
+            raise ValueError(f"{p}: {key} {d[key]!r} is not one of the operators {sorted(ops)}")
+    rates = [float(r) for r in d["corruption_rates"]]
+    if not rates or any(not 0 <= r <= 1 for r in rates):
+        raise ValueError(f"{p}: corruption_rates must be a non-empty list in [0, 1], got {d['corruption_rates']}")
+    sweep = Path(d["sweep"])
+    if not sweep.is_absolute():
+        sweep = p.parent / sweep
+    return StudySpec(name=str(d["name"]), sweep=sweep, baseline=d["baseline"], trunk_variant=d["trunk_variant"],
+                     end_to_end=list(d.get("end_to_end") or []), corruption_rates=rates, operators=ops,
+                     heads={k: dict(v or {}) for k, v in (d.get("heads") or {}).items()},
+                     bootstrap={"n_boot": 2000, "level": 0.95, "seed": 0, **(d.get("bootstrap") or {})},
+                     negative_control=d.get("negative_control"), oracle=d.get("oracle"), source=p)
+
+
+# ------------------------------------------------------------------------------------------- numbers
+
+
+def evaluate_embeddings(emb: np.ndarray, ff: FrameFeatures) -> pd.DataFrame:
+    """Per-query AP (and rank-1 hit) of tracklet embeddings (N, D) under :data:`PROTOCOL`.
+
+    Returns one row per query tracklet: ``query`` (tracklet index), ``pid``, ``ap``, ``r1`` (0/1).
+    Raises when a query has no cross-camera match (the protocol would silently drop it).
+    """
+    q = np.flatnonzero(ff.pids > 0)
+    r = evaluate_features(emb[q], emb, ff.pids[q], ff.pids, ff.camids[q], ff.camids, max_rank=1)
+    if r.num_skipped_queries:
+        raise ValueError(f"{r.num_skipped_queries} query tracklets have no cross-camera match; every test "
+                         "identity must be seen by two cameras for this protocol")
+    sq = (emb ** 2).sum(1)
+    dist = sq[q][:, None] + sq[None, :] - 2.0 * emb[q] @ emb.T  # squared euclidean, (Q, N)
+    same = (ff.pids[q][:, None] == ff.pids[None, :]) & (ff.camids[q][:, None] == ff.camids[None, :])
+    dist[same] = np.inf
+    r1 = ff.pids[np.argmin(dist, axis=1)] == ff.pids[q]
+    return pd.DataFrame({"query": q, "pid": ff.pids[q], "ap": r.ap, "r1": r1.astype(float)})
+
+
+def cosine_by_lag(x: np.ndarray, ff: FrameFeatures, max_lag: int = 8, pairs: int = 20000,
+                  seed: int = 0) -> pd.DataFrame:
+    """Mean cosine of frame pairs of one tracklet at lag 1..max_lag, next to two baselines drawn at random
+    (``pairs`` each): frames of the same identity under another camera, and of different identities.
+
+    x: (F, D) per-frame vectors in the space that is evaluated (e.g. after the BNNeck). Rows: ``kind``
+    ("lag", "same id, other camera", "different id"), ``lag`` (NaN for baselines), ``cos``, ``sd``, ``n``.
+    """
+    u = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    rows = []
+    for lag in range(1, max_lag + 1):
+        c = [np.sum(u[s.start:s.stop - lag] * u[s.start + lag:s.stop], 1)
+             for s in (ff.frames_of(i) for i in range(ff.num_tracklets)) if s.stop - s.start > lag]
+        if c:
+            c = np.concatenate(c)
+            rows.append({"kind": "lag", "lag": lag, "cos": float(c.mean()), "sd": float(c.std()), "n": len(c)})
+    owner = np.repeat(np.arange(ff.num_tracklets), ff.lengths)
+    fp, fc = ff.pids[owner], ff.camids[owner]
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(u), (2, pairs * 20))
+    labelled = (fp[a] > 0) & (fp[b] > 0)
+    for kind, mask in (("same id, other camera", labelled & (fp[a] == fp[b]) & (fc[a] != fc[b])),
+                       ("different id", labelled & (fp[a] != fp[b]))):
+        i, j = a[mask][:pairs], b[mask][:pairs]
+        c = np.sum(u[i] * u[j], 1)
+        rows.append({"kind": kind, "lag": np.nan, "cos": float(c.mean()) if len(c) else np.nan,
+                     "sd": float(c.std()) if len(c) else np.nan, "n": len(c)})
+    return pd.DataFrame(rows)
+
+
+def compare(per_query: pd.DataFrame, method: str, baseline: str, boot: dict) -> dict[str, Any]:
+    """Paired bootstrap of mAP(method) - mAP(baseline) over the seeds both have and the same queries.
+
+    per_query: rows with columns seed, method, query, pid, ap (one condition, e.g. one corruption rate).
+    Returns mAP of both (percent), Δ and its interval (percent points), half-width, P(Δ > 0).
+    """
+    a = per_query[per_query.method == method].pivot(index="query", columns="seed", values="ap")
+    b = per_query[per_query.method == baseline].pivot(index="query", columns="seed", values="ap")
+    seeds = sorted(set(a.columns) & set(b.columns))
+    queries = a.index.intersection(b.index)
+    if not seeds or len(queries) == 0:
+        raise ValueError(f"no common seeds/queries between {method!r} and {baseline!r}")
+    pid = per_query.drop_duplicates("query").set_index("query").loc[queries, "pid"].to_numpy()
+    A, B = a.loc[queries, seeds].to_numpy().T, b.loc[queries, seeds].to_numpy().T
+    kw = dict(n_boot=int(boot["n_boot"]), level=float(boot["level"]), seed=int(boot["seed"]))
+    d = paired_delta_ci(A, B, pid, **kw)
+    m = bootstrap_mean_ci(A, pid, **kw)
+    return {"seeds": len(seeds), "queries": len(queries), "mAP": 100 * m.estimate, "mAP_lo": 100 * m.lo,
+            "mAP_hi": 100 * m.hi, "baseline_mAP": 100 * float(B.mean()), "delta": 100 * d.estimate,
+            "delta_lo": 100 * d.lo, "delta_hi": 100 * d.hi, "half_width": 100 * d.half_width,
+            "p_better": d.prob_positive, "detected": d.excludes_zero}
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+
+def _log(msg: str) -> None:
+    print(f"[study] {msg}", flush=True)
+
+
+def _world_for_rate(cfg: Any, rate: float) -> tuple[Path, dict]:
+    """Root and knobs of the test world at corruption ``rate``: the run's own world when the rate is its
+    own, else a sibling world with the same knobs but that rate (same identities, other corruption)."""
+    from reidlab.data import synthetic
+    from reidlab.engine.trainer import _dataset_root
+
+    base_root = _dataset_root(cfg, verbose=False)
+    knobs = dict(cfg.data.synthetic)
+    own = float(knobs.get("corruption_rate", synthetic.DEFAULT_KNOBS["corruption_rate"]))
+    if abs(own - rate) < 1e-12:
+        return base_root, knobs
+    root = base_root.parent / f"{base_root.name}-corruption{rate:g}"
+    return synthetic.ensure_world(root, verbose=False, **{**knobs, "corruption_rate": rate}), {**knobs, "corruption_rate": rate}
+
+
+def _test_tracklets(root: Path) -> list:
+    from reidlab.data import build_dataset
+
+    return list(build_dataset("synthetic", root, verbose=False, mars_gallery="all").gallery)
+
+
+def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> Path:
+    """Run the whole study on the sweep's runs under ``results_root/runs``; outputs in ``results_root/study``.
+
+    Returns that folder. Every missing checkpoint is named in the error (the study never reads a run the
+    sweep did not produce).
+    """
+    from reidlab.data import build_dataset
+    from reidlab.engine import load_run_model
+    from reidlab.runs.records import RunRecord, atomic_write_bytes, atomic_write_json
+    from reidlab.study.extract import cached_frames, trunk_and_neck
+    from reidlab.study.heads import FusionHead, head_embeddings, train_head
+    from reidlab.sweep import load_spec
+
+    t_start = time.monotonic()
+    root = Path(results_root)
+    out = root / "study"
+    sweep = load_spec(spec.sweep)
+    seeds = {v: list(sweep.variants[v].get("seeds", sweep.seeds)) for v in sweep.variants}
+    if spec.trunk_variant not in seeds:
+        raise ValueError(f"study {spec.name!r}: trunk_variant {spec.trunk_variant!r} is not a variant of {spec.sweep}")
+
+    def run_dir(variant: str, seed: int) -> Path:
+        d = root / "runs" / f"{sweep_name}-{variant}-s{seed}"
+        ck = RunRecord(d).checkpoint_path("last")
+        if not ck.exists():
+            raise FileNotFoundError(f"study {spec.name!r} needs the checkpoint {ck}, which the sweep "
+                                    f"{spec.sweep.name} should have produced (run it first)")
+        return d
+
+    per_query: list[pd.DataFrame] = []
+    weights: list[dict] = []
+    cos_rows: list[pd.DataFrame] = []
+    corr: dict[str, np.ndarray] = {}
+    heads_desc: dict[str, Any] = {}
+    base_rate = None
+    for seed in seeds[spec.trunk_variant]:
+        d = run_dir(spec.trunk_variant, seed)
+        ck = RunRecord(d).checkpoint_path("last")
+        model, cfg, _ = load_run_model(d, with_dataset=False)
+        _, bnm = trunk_and_neck(model)
+        bn = BNAffine.from_module(bnm)
+        base_rate = float(cfg.data.synthetic.get("corruption_rate", 0.2))
+        h, w, L = cfg.data.height, cfg.data.width, cfg.data.seq_len
+        for rate in spec.corruption_rates:
+            wroot, _ = _world_for_rate(cfg, rate)
+            own = abs(rate - base_rate) < 1e-12
+            t0 = time.monotonic()
+            ff, built = cached_frames(d, f"test-corruption{rate:g}", ck, model, _test_tracklets(wroot), wroot,
+                                      h, w, maps=own and bool(spec.heads))
+            _log(f"{d.name}: test features at corruption {rate:g} "
+                 f"({'extracted' if built else 'cached'}, {len(ff.vectors)} frames, {time.monotonic() - t0:.0f} s)")
+            for name, op in spec.operators.items():
+                emb, fw = apply_operator(op, ff, bn, L)
+                df = evaluate_embeddings(emb, ff)
+                per_query.append(df.assign(seed=seed, rate=rate, method=name, kind="test-time operator"))
+                weights.append({"seed": seed, "rate": rate, "method": name, **weight_stats(fw, ff)})
+            if own:
+                x = bn(ff.vectors.astype(np.float64))
+                cos_rows.append(cosine_by_lag(x, ff, seed=seed).assign(seed=seed))
+                if seed == seeds[spec.trunk_variant][0]:
+                    from reidlab.analysis import correlation_summary, feature_correlation
+
+                    corr["frames_bn"] = feature_correlation(x).astype(np.float32)
+                    heads_desc["correlation"] = {"samples": int(len(x)), "dims": int(x.shape[1]),
+                                                 **correlation_summary(x)}
+                if spec.heads:
+                    ds = build_dataset("synthetic", wroot, verbose=False)
+                    tr, built = cached_frames(d, "train", ck, model, list(ds.train), wroot, h, w, maps=True)
+                    for hname, hopt in spec.heads.items():
+                        t0 = time.monotonic()
+                        opts = dict(hopt)
+                        fusion = opts.pop("fusion", hname)
+                        head = train_head(fusion, tr, seq_len=L, seed=seed, **opts)
+                        emb, fw = head_embeddings(head, ff, L)
+                        method = f"head:{hname}"
+                        df = evaluate_embeddings(emb, ff)
+                        per_query.append(df.assign(seed=seed, rate=rate, method=method, kind="head on frozen trunk"))
+                        weights.append({"seed": seed, "rate": rate, "method": method, **weight_stats(fw, ff)})
+                        _log(f"{d.name}: head {hname} trained in {time.monotonic() - t0:.0f} s, "
+                             f"mAP {100 * df.ap.mean():.1f}")
+                        heads_desc[method] = {"fusion": fusion, "options": hopt,
+                                              "parameters": int(sum(p.numel() for p in head.parameters()))}
+        del model
+    if base_rate is None:
+        raise ValueError(f"study {spec.name!r}: the sweep has no seeds for {spec.trunk_variant!r}")
+    # end-to-end runs, each with its own trunk and fusion, on the same protocol at the training world's rate
+    for variant in [spec.trunk_variant, *spec.end_to_end]:
+        for seed in seeds.get(variant, []):
+            d = run_dir(variant, seed)
+            model, cfg, _ = load_run_model(d, with_dataset=False)
+            wroot, _ = _world_for_rate(cfg, base_rate)
+            maps = model.fusion.input_kind == "maps"
+            ff, _ = cached_frames(d, f"test-corruption{base_rate:g}", RunRecord(d).checkpoint_path("last"), model,
+                                  _test_tracklets(wroot), wroot, cfg.data.height, cfg.data.width, maps=maps)
+            head = FusionHead.from_modules(model.fusion, model.neck)
+            emb, fw = head_embeddings(head, ff, cfg.data.seq_len)
+            method = f"e2e:{variant}"
+            per_query.append(evaluate_embeddings(emb, ff).assign(seed=seed, rate=base_rate, method=method,
+                                                                 kind="trained end-to-end"))
+            weights.append({"seed": seed, "rate": base_rate, "method": method, **weight_stats(fw, ff)})
+            _log(f"{d.name}: end-to-end embedding evaluated")
+    pq = pd.concat(per_query, ignore_index=True)
+    boot = spec.bootstrap
+    rows = []
+    for rate in spec.corruption_rates:
+        cond = pq[pq.rate == rate]
+        for method in cond.method.unique():
+            kind = cond[cond.method == method].kind.iloc[0]
+            if kind == "trained end-to-end":
+                base = f"e2e:{spec.trunk_variant}"
+            else:
+                base = spec.baseline
+            op = spec.operators.get(method)
+            rows.append({"rate": rate, "method": method, "kind": kind, "baseline": base,
+                         "uses_ground_truth": bool(op and op.uses_ground_truth),
+                         "label": (op.label if op else "") or method,
+                         **compare(cond, method, base, boot)})
+    table = pd.DataFrame(rows)
+    wt = pd.DataFrame(weights).groupby(["rate", "method"], as_index=False).mean(numeric_only=True).drop(columns="seed")
+    table = table.merge(wt, on=["rate", "method"], how="left")
+    out.mkdir(parents=True, exist_ok=True)
+    buf = pq[["rate", "method", "kind", "seed", "query", "pid", "ap", "r1"]].to_csv(index=False, float_format="%.6g")
+    import gzip
+
+    atomic_write_bytes(out / "per_query_ap.csv.gz", gzip.compress(buf.encode(), mtime=0))
+    atomic_write_bytes(out / "operators.csv", table.to_csv(index=False, float_format="%.6g").encode())
+    atomic_write_bytes(out / "cosine_lag.csv",
+                       pd.concat(cos_rows).to_csv(index=False, float_format="%.6g").encode())
+    import io
+
+    b = io.BytesIO()
+    np.savez_compressed(b, **{k: v.astype(np.float16) for k, v in corr.items()})
+    atomic_write_bytes(out / "correlation.npz", b.getvalue())
+    atomic_write_json(out / "protocol.json", {**PROTOCOL, "seq_len": L, "base_corruption_rate": base_rate,
+                                               "corruption_rates": spec.corruption_rates,
+                                               "num_queries": int(pq[(pq.method == spec.baseline)
+                                                                 & (pq.rate == base_rate)].groupby("seed").size().iloc[0]),
+                                               "query_rows": "every labelled test tracklet (pid > 0)"})
+    atomic_write_json(out / "study.json", {
+        "spec": str(spec.source.name if spec.source else ""), "sweep": spec.sweep.name,
+        "operators": {k: {"fusion": o.fusion, "options": o.options, "scope": o.scope, "oracle": o.oracle,
+                          "l2": o.l2, "label": o.label} for k, o in spec.operators.items()},
+        "heads": heads_desc, "bootstrap": boot, "seeds": seeds, "baseline": spec.baseline,
+        "negative_control": spec.negative_control, "oracle": spec.oracle,
+        "seconds": round(time.monotonic() - t_start, 1)})
+    _log(f"done in {time.monotonic() - t_start:.0f} s -> {out}")
+    return out
