@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("main", help="the main job: fusion sweep, tables, diagnostics notebooks")
     p.add_argument("--spec", default=MAIN_SPEC, help=f"study spec (default {MAIN_SPEC}; names its sweep)")
     p.add_argument("--work", help="work folder with checkpoints and caches (default work/main, work/quick)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: from the spec / 2)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel single-threaded runs (default: cores + 1)")
     p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: every run 1 epoch of 2 steps (numbers meaningless; default results "
@@ -264,8 +264,8 @@ def main_job(
     except (FileNotFoundError, ValueError) as e:
         _err(str(e))
         return 2
-    if jobs is None:
-        jobs = max(1, min(2, os.cpu_count() or 1))
+    if jobs is None:  # one single-threaded run more than cores: the 5 runs finish in 2 waves, not 3
+        jobs = (os.cpu_count() or 1) + 1
     print(f"== main job: sweep {sp.name!r} ({study.sweep}) + study {study.name!r} ({spec}); work folder {wk}"
           + ("" if quick else f", results published to {root}"))
     rc = _sweep(str(study.sweep), jobs=jobs, dry_run=False, force=force, results=str(wk),

@@ -131,6 +131,7 @@ class TrainConfig:
 
     epochs: int = 6
     eval_every: int = 2  # evaluate every N epochs (0 = only at the end); the last epoch is always evaluated
+    eval_epochs: list = field(default_factory=list)  # further epochs (1-based, ints) to evaluate, e.g. [22]: a close pair at the end shows a plateau
     fixbase_epochs: int = 0  # train only model.new_parameters() for these first epochs, then reset optimiser
     max_minutes: float | None = None  # time budget: stop after the epoch that crosses it, evaluate, status "budget"
     amp: bool = True  # autocast on CUDA only (ignored on CPU)
@@ -358,6 +359,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                     raise ConfigError(f"config key '{key}' must have string keys, got {k!r}")
             # JSON-plain (tuples -> lists) so a config equals its own JSON/YAML round trip
             return _plain(copy.deepcopy(dict(value)))
+    elif tp is list:  # lists of epochs: ints only
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return [int(v) for v in value]
     else:  # pragma: no cover - every annotation above is one of these
         raise TypeError(f"unsupported config annotation {tp!r} for {key}")
     raise ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {type(value).__name__} ({value!r})")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -105,22 +106,100 @@ def test_enter_workspace_from_notebooks_folder(monkeypatch, tmp_path):
     assert enter_workspace() == tmp_path
 
 
-@pytest.mark.slow
-def test_main_job_quick_on_tiny_world(tmp_path, monkeypatch):
-    """`reidlab main` end to end (sweep -> tables -> report, diagnostics, correlation, attention)."""
+def test_main_job_trains_studies_and_publishes_only_on_success(tmp_path, monkeypatch):
+    """`reidlab main` end to end on a tiny world: sweep -> study -> tables -> notebooks -> publish.
+    A failing stage leaves the published results untouched; checkpoints and caches never reach them."""
+    import reidlab.study.pipeline as pipeline
+
     monkeypatch.chdir(tmp_path)
     world = {"ids": 10, "cams": 2, "frames": [6, 8], "distractors": 1, "junk": 0}
-    spec = {"name": "fusion", "notebook": str(ROOT / "notebooks" / "train_fusion.ipynb"),
-            "parameters": {"root": str(tmp_path / "tiny"), "synthetic": world, "p": 3, "k": 2, "progress": False},
-            "variants": {"mean": {"fusion": "mean"}, "softmax_cosine": {"fusion": "softmax_cosine"},
-                         "template_mask": {"fusion": "template_mask"}},
-            "seeds": [0, 1]}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    rc = main(["main", "--spec", "spec.yaml", "--results", "res", "--quick", "--jobs", "2"])
-    assert rc == 0
+    sweep = {"name": "fusion", "notebook": str(ROOT / "notebooks" / "train_fusion.ipynb"),
+             "parameters": {"root": str(tmp_path / "tiny"), "synthetic": world, "p": 3, "k": 2, "progress": False,
+                            "epochs": 1, "steps_per_epoch": 1, "eval_every": 1},
+             "variants": {"mean": {"fusion": "mean"}, "template_mask": {"fusion": "template_mask", "seeds": [0]}},
+             "seeds": [0, 1]}
+    study = {"name": "study", "sweep": "sweep.yaml", "trunk_variant": "mean", "baseline": "mean",
+             "end_to_end": ["template_mask"], "negative_control": "mean_renamed", "oracle": "oracle",
+             "corruption_rates": [0.2, 0.5],
+             "operators": {"mean": {"fusion": "mean"}, "mean_renamed": {"fusion": "mean"},
+                           "oracle": {"fusion": "mean", "scope": "tracklet", "oracle": True},
+                           "softmax_cosine_t0.1_tracklet": {"fusion": "softmax_cosine", "options": {"tau": 0.1},
+                                                            "scope": "tracklet"}},
+             "heads": {"template_mask": {"steps": 2, "p": 2, "k": 2}}, "bootstrap": {"n_boot": 100}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    old = tmp_path / "res" / "tables" / "summary.md"
+    old.parent.mkdir(parents=True)
+    old.write_text("committed table")
+
+    def broken(*a, **k):
+        raise ValueError("planted failure")
+
+    monkeypatch.setattr(pipeline, "run_study", broken)
+    args = ["main", "--spec", "study.yaml", "--results", "res", "--work", "wk", "--jobs", "2"]
+    assert main(args) == 1
+    assert old.read_text() == "committed table" and sorted(p.name for p in (tmp_path / "res").iterdir()) == ["tables"]
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 0  # the sweep's runs are finished and skipped; the study runs now
     res = tmp_path / "res"
-    assert len(list((res / "runs").iterdir())) == 6
-    for f in ("summary.md", "per_epoch.md", "diagnostics.md", "correlation.md"):
+    assert sorted(p.name for p in (res / "runs").iterdir()) == ["fusion-mean-s0", "fusion-mean-s1",
+                                                                 "fusion-template_mask-s0"]
+    assert not list(res.rglob("*.pt")) and [p.name for p in res.rglob("*.npz")] == ["correlation.npz"]
+    assert (tmp_path / "wk" / "runs" / "fusion-mean-s0" / "features" / "test-corruption0.5.npz").exists()
+    ops = pd.read_csv(res / "study" / "operators.csv")
+    neg = ops[(ops.method == "mean_renamed")]
+    assert (neg.delta == 0).all() and (neg.delta_lo == 0).all() and (neg.delta_hi == 0).all()
+    assert set(ops.method) >= {"oracle", "head:template_mask", "e2e:template_mask", "e2e:mean"}
+    assert ops[ops.method == "oracle"].uses_ground_truth.all()
+    for f in ("summary.md", "study_operators.md", "study_corruption.md", "study_cosine.md"):
         assert (res / "tables" / f).exists(), f
-    for f in ("curves.png", "correlation.png", "fusion_weights.png", "diag_weight_floor.png"):
+    for f in ("curves.png", "study_tau.png", "study_corruption.png", "study_oracle_gap.png", "study_weights.png",
+              "study_cosine_lag.png", "study_correlation.png"):
         assert (res / "figures" / f).exists(), f
+    assert "committed table" not in (res / "tables" / "summary.md").read_text()
+
+
+def test_study_names_a_missing_checkpoint(tmp_path):
+    """On a fresh clone the records exist without checkpoints: the study says which one it needs."""
+    from reidlab.study.pipeline import load_study_spec, run_study
+
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
+        "name": "fusion", "notebook": str(ROOT / "notebooks" / "train_fusion.ipynb"),
+        "variants": {"mean": {"fusion": "mean"}}, "seeds": [0]}))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "s", "sweep": "sweep.yaml", "trunk_variant": "mean", "baseline": "mean",
+        "corruption_rates": [0.2], "operators": {"mean": {"fusion": "mean"}}}))
+    (tmp_path / "runs" / "fusion-mean-s0").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="fusion-mean-s0.*last.pt"):
+        run_study(tmp_path, load_study_spec(tmp_path / "study.yaml"), sweep_name="fusion")
+
+
+def test_study_spec_errors_name_the_key(tmp_path):
+    from reidlab.study.pipeline import load_study_spec
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"name": "s", "sweep": "x.yaml", "trunk_variant": "mean", "baseline": "meen",
+                                 "corruption_rates": [0.2], "operators": {"mean": {"fusion": "mean"}}}))
+    with pytest.raises(ValueError, match="baseline 'meen' is not one of the operators"):
+        load_study_spec(p)
+    p.write_text(yaml.safe_dump({"name": "s", "sweeep": "x"}))
+    with pytest.raises(ValueError, match="unknown keys \\['sweeep'\\]"):
+        load_study_spec(p)
+
+
+def test_publish_swaps_folders_and_leaves_checkpoints_behind(tmp_path):
+    from reidlab.cli import publish
+
+    wk, res = tmp_path / "wk", tmp_path / "res"
+    (wk / "runs" / "r" / "checkpoints").mkdir(parents=True)
+    (wk / "runs" / "r" / "checkpoints" / "last.pt").write_bytes(b"x")
+    (wk / "runs" / "r" / "features").mkdir()
+    (wk / "runs" / "r" / "features" / "test.npz").write_bytes(b"x")
+    (wk / "runs" / "r" / "metrics.csv").write_text("new")
+    (res / "runs" / "stale").mkdir(parents=True)
+    (res / "other").mkdir()
+    out = publish(wk, res, parts=("runs", "tables"))
+    assert out == [res / "runs"]
+    assert sorted(p.relative_to(res).as_posix() for p in res.rglob("*")) == [
+        "other", "runs", "runs/r", "runs/r/metrics.csv"]

@@ -29,7 +29,7 @@ from reidlab.notebook import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["train_fusion", "abd_ablation", "correlation", "attention", "fusion_diagnostics", "report"]
+NOTEBOOKS = ["train_fusion", "abd_ablation", "correlation", "attention", "fusion_diagnostics", "report", "study"]
 TINY_WORLD = {"ids": 10, "cams": 2, "frames": [6, 8], "distractors": 1, "junk": 0}
 
 

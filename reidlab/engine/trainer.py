@@ -857,7 +857,8 @@ class _Run:
                 done = epoch + 1
                 over = budget is not None and (time.monotonic() - self.t0) >= budget
                 over = bool(self.dist.broadcast(over))
-                due = done == E or over or (cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0)
+                due = done == E or over or (cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0) \
+                    or done in cfg.train.eval_epochs
                 evaluated = self._evaluate(done, row) if due else None
                 self._save_epoch(done, evaluated)
                 epoch = done
