@@ -167,6 +167,32 @@ def test_mean_operator_reproduces_the_video_models_test_path(tmp_path):
     assert ff.corrupt.sum() == sum(t.num_corrupted for t in tracklets)
 
 
+def test_extraction_reuses_byte_identical_frames_of_another_corruption_rate(tmp_path):
+    """Worlds that differ only in corruption share their clean frames: only the others are recomputed."""
+    from reidlab.data.synthetic import ensure_world, load_synthetic
+    from reidlab.models import build_model
+    from reidlab.study.extract import extract_frames, trunk_and_neck
+
+    knobs = dict(ids=6, cams=2, frames=[5, 7], distractors=0, junk=0, height=32, width=16)
+    clean = list(load_synthetic(ensure_world(tmp_path / "a", verbose=False, corruption_rate=0.0, **knobs),
+                                verbose=False, mars_gallery="all").gallery)
+    dirty = list(load_synthetic(ensure_world(tmp_path / "b", verbose=False, corruption_rate=0.5, **knobs),
+                                verbose=False, mars_gallery="all").gallery)
+    torch.manual_seed(0)
+    enc, _ = trunk_and_neck(build_model("video", 3, backbone="resnet18", fusion="mean").eval())
+    seen = []
+    enc.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    ref = extract_frames(enc, clean, 32, 16, maps=True)
+    n_clean = sum(seen)
+    seen.clear()
+    ff = extract_frames(enc, dirty, 32, 16, maps=True, reuse=ref)
+    assert sum(seen) == int(ff.corrupt.sum()) and 0 < sum(seen) < n_clean
+    full = extract_frames(enc, dirty, 32, 16, maps=True)
+    np.testing.assert_allclose(ff.vectors, full.vectors, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ff.maps.astype(np.float32), full.maps.astype(np.float32), rtol=1e-2, atol=1e-2)
+    assert np.array_equal(ff.vectors[~ff.corrupt], ref.vectors[~ff.corrupt])
+
+
 # ----------------------------------------------------------------------------------------- cache
 
 
@@ -177,7 +203,7 @@ def test_feature_cache_reused_and_invalidated_when_the_checkpoint_changes(tmp_pa
     calls = []
     ff = _ff([3, 2])
 
-    def fake_extract(encoder, tracklets, h, w, maps=False):
+    def fake_extract(encoder, tracklets, h, w, maps=False, reuse=None):
         calls.append(1)
         return ff
 

@@ -20,6 +20,8 @@ class FrameFeatures:
     pids, camids: (N,) int64.
     corrupt: (F,) bool — ground-truth corrupted frames (all False when unknown, see ``corruption_known``).
     maps: (F, C, h, w) float16 or None — the unpooled trunk maps (for map fusions such as template_mask).
+    digests: (F,) 20-byte SHA-1 of each frame file's bytes, or None — lets another extraction reuse the
+        features of byte-identical frames (the clean frames of worlds that differ only in corruption).
     """
 
     vectors: np.ndarray
@@ -29,6 +31,7 @@ class FrameFeatures:
     corrupt: np.ndarray
     corruption_known: bool = True
     maps: np.ndarray | None = None
+    digests: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vectors = np.asarray(self.vectors, dtype=np.float32)
@@ -48,6 +51,8 @@ class FrameFeatures:
             raise ValueError(f"camids must be ({n},) and corrupt ({f},), got {self.camids.shape}, {self.corrupt.shape}")
         if self.maps is not None and len(self.maps) != f:
             raise ValueError(f"maps must have one entry per frame ({f}), got {len(self.maps)}")
+        if self.digests is not None and len(self.digests) != f:
+            raise ValueError(f"digests must have one entry per frame ({f}), got {len(self.digests)}")
 
     @property
     def num_tracklets(self) -> int:
@@ -68,16 +73,20 @@ class FrameFeatures:
         lens = self.lengths[idx]
         return FrameFeatures(self.vectors[rows], np.concatenate([[0], np.cumsum(lens)]), self.pids[idx],
                              self.camids[idx], self.corrupt[rows], self.corruption_known,
-                             None if self.maps is None else self.maps[rows])
+                             None if self.maps is None else self.maps[rows],
+                             None if self.digests is None else self.digests[rows])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         d = {"vectors": self.vectors, "offsets": self.offsets, "pids": self.pids, "camids": self.camids,
              "corrupt": self.corrupt, "corruption_known": np.asarray(self.corruption_known)}
         if self.maps is not None:
             d["maps"] = self.maps
+        if self.digests is not None:
+            d["digests"] = self.digests
         return d
 
     @classmethod
     def from_arrays(cls, d: Any) -> "FrameFeatures":
         return cls(d["vectors"], d["offsets"], d["pids"], d["camids"], d["corrupt"],
-                   bool(np.asarray(d["corruption_known"])), d["maps"] if "maps" in d else None)
+                   bool(np.asarray(d["corruption_known"])), d["maps"] if "maps" in d else None,
+                   d["digests"] if "digests" in d else None)

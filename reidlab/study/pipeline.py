@@ -247,12 +247,14 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
         bn = BNAffine.from_module(bnm)
         base_rate = float(cfg.data.synthetic.get("corruption_rate", 0.2))
         h, w, L = cfg.data.height, cfg.data.width, cfg.data.seq_len
-        for rate in spec.corruption_rates:
+        ref: FrameFeatures | None = None  # the first world's features: its clean frames recur in the others
+        for rate in sorted(spec.corruption_rates):
             wroot, _ = _world_for_rate(cfg, rate)
             own = abs(rate - base_rate) < 1e-12
             t0 = time.monotonic()
             ff, built = cached_frames(d, f"test-corruption{rate:g}", ck, model, _test_tracklets(wroot), wroot,
-                                      h, w, maps=own and bool(spec.heads))
+                                      h, w, maps=(own or ref is None) and bool(spec.heads), reuse=ref)
+            ref = ref or ff
             _log(f"{d.name}: test features at corruption {rate:g} "
                  f"({'extracted' if built else 'cached'}, {len(ff.vectors)} frames, {time.monotonic() - t0:.0f} s)")
             for name, op in spec.operators.items():
@@ -295,7 +297,8 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
             d = run_dir(variant, seed)
             model, cfg, _ = load_run_model(d, with_dataset=False)
             wroot, _ = _world_for_rate(cfg, base_rate)
-            maps = model.fusion.input_kind == "maps"
+            # the trunk runs' base-rate cache already holds maps for the heads: ask for the same key
+            maps = model.fusion.input_kind == "maps" or (variant == spec.trunk_variant and bool(spec.heads))
             ff, _ = cached_frames(d, f"test-corruption{base_rate:g}", RunRecord(d).checkpoint_path("last"), model,
                                   _test_tracklets(wroot), wroot, cfg.data.height, cfg.data.width, maps=maps)
             head = FusionHead.from_modules(model.fusion, model.neck)
