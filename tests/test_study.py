@@ -131,6 +131,9 @@ def test_weight_stats_by_hand():
     assert s["min_over_uniform"] == pytest.approx((0.4 + 1.0) / 2)
     assert s["corrupted_share"] == pytest.approx(0.1) and s["uniform_share"] == pytest.approx(0.25)
     assert s["share_ratio"] == pytest.approx(0.4) and s["tracklets_with_corruption"] == 1
+    assert "tv_from_reference" not in s
+    ref = np.array([0.25, 0.25, 0.25, 0.25, 0.5, 0.5])
+    assert weight_stats(w, ff, ref)["tv_from_reference"] == pytest.approx((0.5 * (0.15 + 3 * 0.05) + 0) / 2)
 
 
 def test_chunk_plan_scopes():

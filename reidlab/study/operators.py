@@ -165,7 +165,7 @@ def embed_chunks(ff: FrameFeatures, chunks: list[np.ndarray], owner: np.ndarray,
     return emb, weights
 
 
-def weight_stats(weights: np.ndarray, ff: FrameFeatures) -> dict[str, float]:
+def weight_stats(weights: np.ndarray, ff: FrameFeatures, reference: np.ndarray | None = None) -> dict[str, float]:
     """How far an operator's per-frame weights move from uniform, and where they go.
 
     weights: (F,) per-frame shares summing to 1 per tracklet (``apply_operator``'s second output).
@@ -173,20 +173,25 @@ def weight_stats(weights: np.ndarray, ff: FrameFeatures) -> dict[str, float]:
     frame), ``min_over_uniform`` = T · min_t w_t (1 = uniform; the softmax "floor"), and over tracklets with
     both clean and corrupted frames: ``corrupted_share`` = Σ_{corrupted} w_t next to ``uniform_share`` =
     (#corrupted)/T, and their ratio (< 1: corrupted frames are weakened). Single-frame tracklets count
-    as uniform. NaN where no tracklet qualifies.
+    as uniform. NaN where no tracklet qualifies. With ``reference`` (F,) — e.g. the plain mean's weights
+    at the same scope, which are not uniform when padding repeats frames — also ``tv_from_reference``,
+    the mean ½ Σ_t |w_t − ref_t|: how far the operator's own weighting moves.
     """
-    tv, floor, share, uni = [], [], [], []
+    tv, floor, share, uni, tvr = [], [], [], [], []
     for i in range(ff.num_tracklets):
         s = ff.frames_of(i)
         w, c = weights[s], ff.corrupt[s]
         T = len(w)
         tv.append(0.5 * float(np.abs(w - 1.0 / T).sum()))
+        if reference is not None:
+            tvr.append(0.5 * float(np.abs(w - reference[s]).sum()))
         floor.append(float(T * w.min()))
         if ff.corruption_known and 0 < c.sum() < T:
             share.append(float(w[c].sum()))
             uni.append(float(c.mean()))
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
     cs, us = mean(share), mean(uni)
-    return {"tv_from_uniform": mean(tv), "min_over_uniform": mean(floor), "corrupted_share": cs,
+    extra = {"tv_from_reference": mean(tvr)} if reference is not None else {}
+    return {**extra, "tv_from_uniform": mean(tv), "min_over_uniform": mean(floor), "corrupted_share": cs,
             "uniform_share": us, "share_ratio": cs / us if us == us and us > 0 else float("nan"),
             "tracklets_with_corruption": len(share)}

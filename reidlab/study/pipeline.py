@@ -257,11 +257,14 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
             ref = ref or ff
             _log(f"{d.name}: test features at corruption {rate:g} "
                  f"({'extracted' if built else 'cached'}, {len(ff.vectors)} frames, {time.monotonic() - t0:.0f} s)")
+            ref_w = {scope: apply_operator(Operator("mean"), ff, bn, L)[1] if scope == "clip" else
+                     apply_operator(Operator("mean", scope="tracklet"), ff, bn, L)[1] for scope in ("clip", "tracklet")}
             for name, op in spec.operators.items():
                 emb, fw = apply_operator(op, ff, bn, L)
                 df = evaluate_embeddings(emb, ff)
                 per_query.append(df.assign(seed=seed, rate=rate, method=name, kind="test-time operator"))
-                weights.append({"seed": seed, "rate": rate, "method": name, **weight_stats(fw, ff)})
+                weights.append({"seed": seed, "rate": rate, "method": name,
+                                **weight_stats(fw, ff, ref_w[op.scope])})
             if own:
                 x = bn(ff.vectors.astype(np.float64))
                 cos_rows.append(cosine_by_lag(x, ff, seed=seed).assign(seed=seed))
@@ -283,7 +286,8 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
                         method = f"head:{hname}"
                         df = evaluate_embeddings(emb, ff)
                         per_query.append(df.assign(seed=seed, rate=rate, method=method, kind="head on frozen trunk"))
-                        weights.append({"seed": seed, "rate": rate, "method": method, **weight_stats(fw, ff)})
+                        weights.append({"seed": seed, "rate": rate, "method": method,
+                                        **weight_stats(fw, ff, ref_w["clip"])})
                         _log(f"{d.name}: head {hname} trained in {time.monotonic() - t0:.0f} s, "
                              f"mAP {100 * df.ap.mean():.1f}")
                         heads_desc[method] = {"fusion": fusion, "options": hopt,
@@ -306,7 +310,8 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
             method = f"e2e:{variant}"
             per_query.append(evaluate_embeddings(emb, ff).assign(seed=seed, rate=base_rate, method=method,
                                                                  kind="trained end-to-end"))
-            weights.append({"seed": seed, "rate": base_rate, "method": method, **weight_stats(fw, ff)})
+            ref = apply_operator(Operator("mean"), ff, BNAffine.identity(ff.vectors.shape[1]), cfg.data.seq_len)[1]
+            weights.append({"seed": seed, "rate": base_rate, "method": method, **weight_stats(fw, ff, ref)})
             _log(f"{d.name}: end-to-end embedding evaluated")
     pq = pd.concat(per_query, ignore_index=True)
     boot = spec.bootstrap

@@ -42,7 +42,7 @@ def operator_table(ops: pd.DataFrame, rate: float) -> pd.DataFrame:
             "Δ mAP vs baseline [95% CI]": "baseline" if r.method == r.baseline else _ci(r.delta, r.delta_lo, r.delta_hi, True),
             "MDE (±)": "" if r.method == r.baseline else f"{r.half_width:.2f}",
             "P(better)": "" if r.method == r.baseline else f"{r.p_better:.2f}",
-            "weights: TV from uniform": f"{r.tv_from_uniform:.3f}",
+            "weights moved (TV from mean's)": f"{r.tv_from_reference:.3f}",
             "min w / uniform": f"{r.min_over_uniform:.3f}",
             "share on corrupted / uniform": f"{r.share_ratio:.3f}",
         })
@@ -50,16 +50,21 @@ def operator_table(ops: pd.DataFrame, rate: float) -> pd.DataFrame:
 
 
 def corruption_table(ops: pd.DataFrame) -> pd.DataFrame:
-    """mAP (percent) of every test-time operator and head per test corruption rate, Δ vs mean beside it."""
+    """mAP (percent) of every test-time operator and head per test corruption rate, Δ vs mean beside it
+    ("—" where a method was not evaluated at that rate, e.g. heads outside the training world's rate)."""
     t = ops[ops.kind != "trained end-to-end"]
-    piv = t.pivot_table(index="method", columns="rate", values=["mAP", "delta", "delta_lo", "delta_hi"])
+    rates = sorted(t.rate.unique())
     rows = []
-    for m in piv.index:
+    for m in dict.fromkeys(t.method):  # spec order
+        g = t[t.method == m].set_index("rate")
         row = {"method": m}
-        for rate in sorted(t.rate.unique()):
-            row[f"mAP @ {rate:g}"] = f"{piv.loc[m, ('mAP', rate)]:.1f}"
-            row[f"Δ @ {rate:g}"] = _ci(piv.loc[m, ("delta", rate)], piv.loc[m, ("delta_lo", rate)],
-                                       piv.loc[m, ("delta_hi", rate)], True)
+        for rate in rates:
+            if rate in g.index:
+                r = g.loc[rate]
+                row[f"mAP @ {rate:g}"] = f"{r.mAP:.1f}"
+                row[f"Δ @ {rate:g}"] = _ci(r.delta, r.delta_lo, r.delta_hi, True)
+            else:
+                row[f"mAP @ {rate:g}"] = row[f"Δ @ {rate:g}"] = "—"
         rows.append(row)
     return pd.DataFrame(rows)
 

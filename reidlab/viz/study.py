@@ -89,7 +89,7 @@ def plot_oracle_gap(ops: pd.DataFrame, methods: list[str]):
 
 def plot_weight_shares(ops: pd.DataFrame, rate: float):
     """Per method at ``rate``: weight share on corrupted frames relative to uniform (1 = no effect), and
-    the total-variation distance of its weights from uniform."""
+    the total-variation distance of its weights from the plain mean's at the same scope."""
     import matplotlib.pyplot as plt
 
     t = ops[(ops.rate == rate) & ops.share_ratio.notna()].sort_values("share_ratio")
@@ -97,8 +97,8 @@ def plot_weight_shares(ops: pd.DataFrame, rate: float):
     axes[0].barh(t.method, t.share_ratio)
     axes[0].axvline(1, color="0.3", lw=0.8)
     axes[0].set_xlabel("weight share on corrupted frames / uniform share")
-    axes[1].barh(t.method, t.tv_from_uniform)
-    axes[1].set_xlabel("TV distance of weights from uniform")
+    axes[1].barh(t.method, t.tv_from_reference)
+    axes[1].set_xlabel("how far the weights move: TV distance from the mean's weights")
     fig.suptitle(f"does the weighting weaken bad frames? (test corruption {rate:g})")
     fig.tight_layout()
     return fig
