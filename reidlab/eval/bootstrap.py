@@ -20,6 +20,7 @@ same ``seed`` and the same query identities uses the same resamples.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,18 @@ def _as_2d(values: Any) -> np.ndarray:
     return v
 
 
+@lru_cache(maxsize=8)
+def _draws(G: int, S: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial counts — how often each identity (B, G) and each seed (B, S) is drawn per replicate.
+    Cached: every comparison on the same queries and seeds reuses the same resamples (and the time)."""
+    rng = np.random.default_rng(seed)
+    cg = rng.multinomial(G, np.full(G, 1.0 / G), size=n_boot).astype(np.float64)
+    cs = rng.multinomial(S, np.full(S, 1.0 / S), size=n_boot).astype(np.float64)
+    cg.setflags(write=False)
+    cs.setflags(write=False)
+    return cg, cs
+
+
 def bootstrap_mean_ci(values: Any, groups: Any, *, n_boot: int = 2000, level: float = 0.95,
                       seed: int = 0) -> BootstrapCI:
     """Crossed seed x identity bootstrap of the mean of per-query ``values``.
@@ -87,10 +100,7 @@ def bootstrap_mean_ci(values: Any, groups: Any, *, n_boot: int = 2000, level: fl
     for s in range(S):
         sums[s] = np.bincount(inv, weights=v[s], minlength=G)
     counts = np.bincount(inv, minlength=G).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    # multinomial counts = how often each identity / seed is drawn in a replicate
-    cg = rng.multinomial(G, np.full(G, 1.0 / G), size=n_boot).astype(np.float64)  # (B, G)
-    cs = rng.multinomial(S, np.full(S, 1.0 / S), size=n_boot).astype(np.float64)  # (B, S)
+    cg, cs = _draws(G, S, int(n_boot), int(seed))
     per_seed = (cg @ sums.T) / (cg @ counts)[:, None]  # (B, S)
     reps = (cs * per_seed).sum(1) / S
     alpha = (1.0 - level) / 2

@@ -58,7 +58,7 @@ class StudySpec:
     corruption_rates: list[float]
     operators: dict[str, Operator]
     heads: dict[str, dict]
-    bootstrap: dict = field(default_factory=lambda: {"n_boot": 2000, "level": 0.95, "seed": 0})
+    bootstrap: dict = field(default_factory=lambda: {"n_boot": 10000, "level": 0.95, "seed": 0})
     negative_control: str | None = None
     oracle: str | None = None
     source: Path | None = None
@@ -97,7 +97,7 @@ def load_study_spec(path: str | Path) -> StudySpec:
     return StudySpec(name=str(d["name"]), sweep=sweep, baseline=d["baseline"], trunk_variant=d["trunk_variant"],
                      end_to_end=list(d.get("end_to_end") or []), corruption_rates=rates, operators=ops,
                      heads={k: dict(v or {}) for k, v in (d.get("heads") or {}).items()},
-                     bootstrap={"n_boot": 2000, "level": 0.95, "seed": 0, **(d.get("bootstrap") or {})},
+                     bootstrap={"n_boot": 10000, "level": 0.95, "seed": 0, **(d.get("bootstrap") or {})},
                      negative_control=d.get("negative_control"), oracle=d.get("oracle"), source=p)
 
 
