@@ -33,10 +33,10 @@ import pandas as pd
 from reidlab.eval import evaluate_features
 from reidlab.eval.bootstrap import bootstrap_mean_ci, paired_delta_ci
 from reidlab.study.frames import FrameFeatures
-from reidlab.study.operators import BNAffine, Operator, apply_operator, weight_stats
+from reidlab.study.operators import SCOPES, BNAffine, Operator, apply_operator, weight_stats
 
 __all__ = ["StudySpec", "load_study_spec", "run_study", "evaluate_embeddings", "PROTOCOL",
-           "cosine_by_lag", "compare"]
+           "cosine_by_lag", "compare", "summarise"]
 
 PROTOCOL = {
     "name": "all-vs-rest, cross-camera",
@@ -183,19 +183,23 @@ def _log(msg: str) -> None:
     print(f"[study] {msg}", flush=True)
 
 
-def _world_for_rate(cfg: Any, rate: float) -> tuple[Path, dict]:
-    """Root and knobs of the test world at corruption ``rate``: the run's own world when the rate is its
-    own, else a sibling world with the same knobs but that rate (same identities, other corruption)."""
+def _base_rate(cfg: Any) -> float:
+    from reidlab.data import synthetic
+
+    return float(cfg.data.synthetic.get("corruption_rate", synthetic.DEFAULT_KNOBS["corruption_rate"]))
+
+
+def _world_for_rate(cfg: Any, rate: float) -> Path:
+    """Root of the test world at corruption ``rate``: the run's own world when the rate is its own, else a
+    sibling world with the same knobs but that rate (same identities, other corruption), made if missing."""
     from reidlab.data import synthetic
     from reidlab.engine.trainer import _dataset_root
 
     base_root = _dataset_root(cfg, verbose=False)
-    knobs = dict(cfg.data.synthetic)
-    own = float(knobs.get("corruption_rate", synthetic.DEFAULT_KNOBS["corruption_rate"]))
-    if abs(own - rate) < 1e-12:
-        return base_root, knobs
-    root = base_root.parent / f"{base_root.name}-corruption{rate:g}"
-    return synthetic.ensure_world(root, verbose=False, **{**knobs, "corruption_rate": rate}), {**knobs, "corruption_rate": rate}
+    if abs(_base_rate(cfg) - rate) < 1e-12:
+        return base_root
+    knobs = {**cfg.data.synthetic, "corruption_rate": rate}
+    return synthetic.ensure_world(base_root.parent / f"{base_root.name}-corruption{rate:g}", verbose=False, **knobs)
 
 
 def _test_tracklets(root: Path) -> list:
@@ -204,17 +208,126 @@ def _test_tracklets(root: Path) -> list:
     return list(build_dataset("synthetic", root, verbose=False, mars_gallery="all").gallery)
 
 
+@dataclass
+class _Collected:
+    """What the study gathers before summarising: per-query AP rows, weight statistics, cosines, extras."""
+
+    per_query: list = field(default_factory=list)
+    weights: list = field(default_factory=list)
+    cosines: list = field(default_factory=list)
+    corr: dict = field(default_factory=dict)
+    described: dict = field(default_factory=dict)
+
+    def add(self, df: pd.DataFrame, fw: np.ndarray, ff: FrameFeatures, ref_w: np.ndarray, *, seed: int,
+            rate: float, method: str, kind: str) -> None:
+        self.per_query.append(df.assign(seed=seed, rate=rate, method=method, kind=kind))
+        self.weights.append({"seed": seed, "rate": rate, "method": method, **weight_stats(fw, ff, ref_w)})
+
+
+def _study_trunk(c: _Collected, spec: StudySpec, run: Path, seed: int, first: bool) -> tuple[float, int]:
+    """Every operator (and head) on one mean-trained trunk at every corruption rate; returns the
+    training world's rate and seq_len."""
+    from reidlab.data import build_dataset
+    from reidlab.engine import load_run_model
+    from reidlab.runs.records import RunRecord
+    from reidlab.study.extract import cached_frames, trunk_and_neck
+    from reidlab.study.heads import head_embeddings, train_head
+
+    ck = RunRecord(run).checkpoint_path("last")
+    model, cfg, _ = load_run_model(run, with_dataset=False)
+    bn = BNAffine.from_module(trunk_and_neck(model)[1])
+    base_rate, (h, w, L) = _base_rate(cfg), (cfg.data.height, cfg.data.width, cfg.data.seq_len)
+    ref: FrameFeatures | None = None  # the first world's features: its clean frames recur in the others
+    for rate in sorted(spec.corruption_rates):
+        wroot = _world_for_rate(cfg, rate)
+        own = abs(rate - base_rate) < 1e-12
+        t0 = time.monotonic()
+        ff, built = cached_frames(run, f"test-corruption{rate:g}", ck, model, _test_tracklets(wroot), wroot,
+                                  h, w, maps=(own or ref is None) and bool(spec.heads), reuse=ref)
+        ref = ref or ff
+        _log(f"{run.name}: test features at corruption {rate:g} "
+             f"({'extracted' if built else 'cached'}, {len(ff.vectors)} frames, {time.monotonic() - t0:.0f} s)")
+        # the plain mean's weights per scope: what "how far an operator's weights move" is measured from
+        ref_w = {scope: apply_operator(Operator("mean", scope=scope), ff, bn, L)[1] for scope in SCOPES}
+        for name, op in spec.operators.items():
+            emb, fw = apply_operator(op, ff, bn, L)
+            c.add(evaluate_embeddings(emb, ff), fw, ff, ref_w[op.scope], seed=seed, rate=rate, method=name,
+                  kind="test-time operator")
+        if not own:
+            continue
+        x = bn(ff.vectors.astype(np.float64))
+        c.cosines.append(cosine_by_lag(x, ff, seed=seed).assign(seed=seed))
+        if first:
+            from reidlab.analysis import correlation_summary, feature_correlation
+
+            c.corr["frames_bn"] = feature_correlation(x).astype(np.float32)
+            c.described["correlation"] = {"samples": int(len(x)), "dims": int(x.shape[1]), **correlation_summary(x)}
+        if spec.heads:
+            train = list(build_dataset("synthetic", wroot, verbose=False).train)
+            tr, _ = cached_frames(run, "train", ck, model, train, wroot, h, w, maps=True)
+            for hname, hopt in spec.heads.items():
+                t0 = time.monotonic()
+                opts = dict(hopt)
+                fusion = opts.pop("fusion", hname)
+                head = train_head(fusion, tr, seq_len=L, seed=seed, **opts)
+                emb, fw = head_embeddings(head, ff, L)
+                df = evaluate_embeddings(emb, ff)
+                c.add(df, fw, ff, ref_w["clip"], seed=seed, rate=rate, method=f"head:{hname}",
+                      kind="head on frozen trunk")
+                _log(f"{run.name}: head {hname} trained in {time.monotonic() - t0:.0f} s, mAP {100 * df.ap.mean():.1f}")
+                c.described[f"head:{hname}"] = {"fusion": fusion, "options": hopt,
+                                                "parameters": int(sum(p.numel() for p in head.parameters()))}
+    return base_rate, L
+
+
+def _study_end_to_end(c: _Collected, spec: StudySpec, run: Path, seed: int, variant: str, rate: float) -> None:
+    """A run's own trunk and fusion (the trained video model), same protocol, at the training world's rate."""
+    from reidlab.engine import load_run_model
+    from reidlab.runs.records import RunRecord
+    from reidlab.study.extract import cached_frames
+    from reidlab.study.heads import FusionHead, head_embeddings
+
+    model, cfg, _ = load_run_model(run, with_dataset=False)
+    wroot = _world_for_rate(cfg, rate)
+    # the trunk runs' cache at this rate already holds maps for the heads: ask for the same key
+    maps = model.fusion.input_kind == "maps" or (variant == spec.trunk_variant and bool(spec.heads))
+    ff, _ = cached_frames(run, f"test-corruption{rate:g}", RunRecord(run).checkpoint_path("last"), model,
+                          _test_tracklets(wroot), wroot, cfg.data.height, cfg.data.width, maps=maps)
+    emb, fw = head_embeddings(FusionHead.from_modules(model.fusion, model.neck), ff, cfg.data.seq_len)
+    ref_w = apply_operator(Operator("mean"), ff, BNAffine.identity(ff.vectors.shape[1]), cfg.data.seq_len)[1]
+    c.add(evaluate_embeddings(emb, ff), fw, ff, ref_w, seed=seed, rate=rate, method=f"e2e:{variant}",
+          kind="trained end-to-end")
+    _log(f"{run.name}: end-to-end embedding evaluated")
+
+
+def summarise(pq: pd.DataFrame, weights: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    """One row per (rate, method): mAP and Δ vs its baseline with intervals (``compare``), plus the mean
+    over seeds of its weight statistics. End-to-end runs compare with the end-to-end trunk variant."""
+    rows = []
+    for rate in spec.corruption_rates:
+        cond = pq[pq.rate == rate]
+        for method in cond.method.unique():
+            kind = cond[cond.method == method].kind.iloc[0]
+            base = f"e2e:{spec.trunk_variant}" if kind == "trained end-to-end" else spec.baseline
+            op = spec.operators.get(method)
+            rows.append({"rate": rate, "method": method, "kind": kind, "baseline": base,
+                         "uses_ground_truth": bool(op and op.uses_ground_truth),
+                         "label": (op.label if op else "") or method,
+                         **compare(cond, method, base, spec.bootstrap)})
+    wt = weights.groupby(["rate", "method"], as_index=False).mean(numeric_only=True).drop(columns="seed")
+    return pd.DataFrame(rows).merge(wt, on=["rate", "method"], how="left")
+
+
 def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> Path:
     """Run the whole study on the sweep's runs under ``results_root/runs``; outputs in ``results_root/study``.
 
     Returns that folder. Every missing checkpoint is named in the error (the study never reads a run the
     sweep did not produce).
     """
-    from reidlab.data import build_dataset
-    from reidlab.engine import load_run_model
+    import gzip
+    import io
+
     from reidlab.runs.records import RunRecord, atomic_write_bytes, atomic_write_json
-    from reidlab.study.extract import cached_frames, trunk_and_neck
-    from reidlab.study.heads import FusionHead, head_embeddings, train_head
     from reidlab.sweep import load_spec
 
     t_start = time.monotonic()
@@ -233,128 +346,34 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
                                     f"{spec.sweep.name} should have produced (run it first)")
         return d
 
-    per_query: list[pd.DataFrame] = []
-    weights: list[dict] = []
-    cos_rows: list[pd.DataFrame] = []
-    corr: dict[str, np.ndarray] = {}
-    heads_desc: dict[str, Any] = {}
-    base_rate = None
-    for seed in seeds[spec.trunk_variant]:
-        d = run_dir(spec.trunk_variant, seed)
-        ck = RunRecord(d).checkpoint_path("last")
-        model, cfg, _ = load_run_model(d, with_dataset=False)
-        _, bnm = trunk_and_neck(model)
-        bn = BNAffine.from_module(bnm)
-        base_rate = float(cfg.data.synthetic.get("corruption_rate", 0.2))
-        h, w, L = cfg.data.height, cfg.data.width, cfg.data.seq_len
-        ref: FrameFeatures | None = None  # the first world's features: its clean frames recur in the others
-        for rate in sorted(spec.corruption_rates):
-            wroot, _ = _world_for_rate(cfg, rate)
-            own = abs(rate - base_rate) < 1e-12
-            t0 = time.monotonic()
-            ff, built = cached_frames(d, f"test-corruption{rate:g}", ck, model, _test_tracklets(wroot), wroot,
-                                      h, w, maps=(own or ref is None) and bool(spec.heads), reuse=ref)
-            ref = ref or ff
-            _log(f"{d.name}: test features at corruption {rate:g} "
-                 f"({'extracted' if built else 'cached'}, {len(ff.vectors)} frames, {time.monotonic() - t0:.0f} s)")
-            ref_w = {scope: apply_operator(Operator("mean"), ff, bn, L)[1] if scope == "clip" else
-                     apply_operator(Operator("mean", scope="tracklet"), ff, bn, L)[1] for scope in ("clip", "tracklet")}
-            for name, op in spec.operators.items():
-                emb, fw = apply_operator(op, ff, bn, L)
-                df = evaluate_embeddings(emb, ff)
-                per_query.append(df.assign(seed=seed, rate=rate, method=name, kind="test-time operator"))
-                weights.append({"seed": seed, "rate": rate, "method": name,
-                                **weight_stats(fw, ff, ref_w[op.scope])})
-            if own:
-                x = bn(ff.vectors.astype(np.float64))
-                cos_rows.append(cosine_by_lag(x, ff, seed=seed).assign(seed=seed))
-                if seed == seeds[spec.trunk_variant][0]:
-                    from reidlab.analysis import correlation_summary, feature_correlation
-
-                    corr["frames_bn"] = feature_correlation(x).astype(np.float32)
-                    heads_desc["correlation"] = {"samples": int(len(x)), "dims": int(x.shape[1]),
-                                                 **correlation_summary(x)}
-                if spec.heads:
-                    ds = build_dataset("synthetic", wroot, verbose=False)
-                    tr, built = cached_frames(d, "train", ck, model, list(ds.train), wroot, h, w, maps=True)
-                    for hname, hopt in spec.heads.items():
-                        t0 = time.monotonic()
-                        opts = dict(hopt)
-                        fusion = opts.pop("fusion", hname)
-                        head = train_head(fusion, tr, seq_len=L, seed=seed, **opts)
-                        emb, fw = head_embeddings(head, ff, L)
-                        method = f"head:{hname}"
-                        df = evaluate_embeddings(emb, ff)
-                        per_query.append(df.assign(seed=seed, rate=rate, method=method, kind="head on frozen trunk"))
-                        weights.append({"seed": seed, "rate": rate, "method": method,
-                                        **weight_stats(fw, ff, ref_w["clip"])})
-                        _log(f"{d.name}: head {hname} trained in {time.monotonic() - t0:.0f} s, "
-                             f"mAP {100 * df.ap.mean():.1f}")
-                        heads_desc[method] = {"fusion": fusion, "options": hopt,
-                                              "parameters": int(sum(p.numel() for p in head.parameters()))}
-        del model
-    if base_rate is None:
+    c = _Collected()
+    trunk_seeds = seeds[spec.trunk_variant]
+    if not trunk_seeds:
         raise ValueError(f"study {spec.name!r}: the sweep has no seeds for {spec.trunk_variant!r}")
-    # end-to-end runs, each with its own trunk and fusion, on the same protocol at the training world's rate
+    for i, seed in enumerate(trunk_seeds):
+        base_rate, L = _study_trunk(c, spec, run_dir(spec.trunk_variant, seed), seed, first=i == 0)
     for variant in [spec.trunk_variant, *spec.end_to_end]:
         for seed in seeds.get(variant, []):
-            d = run_dir(variant, seed)
-            model, cfg, _ = load_run_model(d, with_dataset=False)
-            wroot, _ = _world_for_rate(cfg, base_rate)
-            # the trunk runs' base-rate cache already holds maps for the heads: ask for the same key
-            maps = model.fusion.input_kind == "maps" or (variant == spec.trunk_variant and bool(spec.heads))
-            ff, _ = cached_frames(d, f"test-corruption{base_rate:g}", RunRecord(d).checkpoint_path("last"), model,
-                                  _test_tracklets(wroot), wroot, cfg.data.height, cfg.data.width, maps=maps)
-            head = FusionHead.from_modules(model.fusion, model.neck)
-            emb, fw = head_embeddings(head, ff, cfg.data.seq_len)
-            method = f"e2e:{variant}"
-            per_query.append(evaluate_embeddings(emb, ff).assign(seed=seed, rate=base_rate, method=method,
-                                                                 kind="trained end-to-end"))
-            ref = apply_operator(Operator("mean"), ff, BNAffine.identity(ff.vectors.shape[1]), cfg.data.seq_len)[1]
-            weights.append({"seed": seed, "rate": base_rate, "method": method, **weight_stats(fw, ff, ref)})
-            _log(f"{d.name}: end-to-end embedding evaluated")
-    pq = pd.concat(per_query, ignore_index=True)
-    boot = spec.bootstrap
-    rows = []
-    for rate in spec.corruption_rates:
-        cond = pq[pq.rate == rate]
-        for method in cond.method.unique():
-            kind = cond[cond.method == method].kind.iloc[0]
-            if kind == "trained end-to-end":
-                base = f"e2e:{spec.trunk_variant}"
-            else:
-                base = spec.baseline
-            op = spec.operators.get(method)
-            rows.append({"rate": rate, "method": method, "kind": kind, "baseline": base,
-                         "uses_ground_truth": bool(op and op.uses_ground_truth),
-                         "label": (op.label if op else "") or method,
-                         **compare(cond, method, base, boot)})
-    table = pd.DataFrame(rows)
-    wt = pd.DataFrame(weights).groupby(["rate", "method"], as_index=False).mean(numeric_only=True).drop(columns="seed")
-    table = table.merge(wt, on=["rate", "method"], how="left")
+            _study_end_to_end(c, spec, run_dir(variant, seed), seed, variant, base_rate)
+    pq = pd.concat(c.per_query, ignore_index=True)
+    table = summarise(pq, pd.DataFrame(c.weights), spec)
     out.mkdir(parents=True, exist_ok=True)
     buf = pq[["rate", "method", "kind", "seed", "query", "pid", "ap", "r1"]].to_csv(index=False, float_format="%.6g")
-    import gzip
-
     atomic_write_bytes(out / "per_query_ap.csv.gz", gzip.compress(buf.encode(), mtime=0))
     atomic_write_bytes(out / "operators.csv", table.to_csv(index=False, float_format="%.6g").encode())
-    atomic_write_bytes(out / "cosine_lag.csv",
-                       pd.concat(cos_rows).to_csv(index=False, float_format="%.6g").encode())
-    import io
-
+    atomic_write_bytes(out / "cosine_lag.csv", pd.concat(c.cosines).to_csv(index=False, float_format="%.6g").encode())
     b = io.BytesIO()
-    np.savez_compressed(b, **{k: v.astype(np.float16) for k, v in corr.items()})
+    np.savez_compressed(b, **{k: v.astype(np.float16) for k, v in c.corr.items()})
     atomic_write_bytes(out / "correlation.npz", b.getvalue())
+    n_queries = int(pq[(pq.method == spec.baseline) & (pq.rate == base_rate)].groupby("seed").size().iloc[0])
     atomic_write_json(out / "protocol.json", {**PROTOCOL, "seq_len": L, "base_corruption_rate": base_rate,
-                                               "corruption_rates": spec.corruption_rates,
-                                               "num_queries": int(pq[(pq.method == spec.baseline)
-                                                                 & (pq.rate == base_rate)].groupby("seed").size().iloc[0]),
+                                               "corruption_rates": spec.corruption_rates, "num_queries": n_queries,
                                                "query_rows": "every labelled test tracklet (pid > 0)"})
     atomic_write_json(out / "study.json", {
         "spec": str(spec.source.name if spec.source else ""), "sweep": spec.sweep.name,
         "operators": {k: {"fusion": o.fusion, "options": o.options, "scope": o.scope, "oracle": o.oracle,
                           "l2": o.l2, "label": o.label} for k, o in spec.operators.items()},
-        "heads": heads_desc, "bootstrap": boot, "seeds": seeds, "baseline": spec.baseline,
+        "heads": c.described, "bootstrap": spec.bootstrap, "seeds": seeds, "baseline": spec.baseline,
         "negative_control": spec.negative_control, "oracle": spec.oracle,
         "seconds": round(time.monotonic() - t_start, 1)})
     _log(f"done in {time.monotonic() - t_start:.0f} s -> {out}")
