@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reidlab.eval import evaluate_features
+from reidlab.eval import evaluate, pairwise_distance
 from reidlab.eval.bootstrap import bootstrap_mean_ci, paired_delta_ci
 from reidlab.study.frames import FrameFeatures
 from reidlab.study.operators import SCOPES, BNAffine, Operator, apply_operator, weight_stats
@@ -111,12 +111,12 @@ def evaluate_embeddings(emb: np.ndarray, ff: FrameFeatures) -> pd.DataFrame:
     Raises when a query has no cross-camera match (the protocol would silently drop it).
     """
     q = np.flatnonzero(ff.pids > 0)
-    r = evaluate_features(emb[q], emb, ff.pids[q], ff.pids, ff.camids[q], ff.camids, max_rank=1)
+    # one (Q, N) distance matrix serves both the evaluator and the rank-1 hits
+    dist = np.asarray(pairwise_distance(emb[q], emb, "euclidean"), dtype=np.float64)
+    r = evaluate(dist, ff.pids[q], ff.pids, ff.camids[q], ff.camids, max_rank=1)
     if r.num_skipped_queries:
         raise ValueError(f"{r.num_skipped_queries} query tracklets have no cross-camera match; every test "
                          "identity must be seen by two cameras for this protocol")
-    sq = (emb ** 2).sum(1)
-    dist = sq[q][:, None] + sq[None, :] - 2.0 * emb[q] @ emb.T  # squared euclidean, (Q, N)
     same = (ff.pids[q][:, None] == ff.pids[None, :]) & (ff.camids[q][:, None] == ff.camids[None, :])
     dist[same] = np.inf
     r1 = ff.pids[np.argmin(dist, axis=1)] == ff.pids[q]
