@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reidlab.suggest import did_you_mean
+
 __all__ = [
     "ParameterError",
     "NotebookExecutionError",
@@ -220,7 +222,8 @@ def validate_parameters(
     for name, value in (parameters or {}).items():
         if name not in declared:
             listing = "\n".join("  " + p.describe() for p in declared.values())
-            raise ParameterError(f"{notebook}: unknown parameter {name!r}; valid parameters:\n{listing}")
+            raise ParameterError(f"{notebook}: unknown parameter {name!r}{did_you_mean(name, declared)}; "
+                                 f"valid parameters:\n{listing}")
         out[name] = coerce_value(declared[name], value, from_string=from_strings)
     return out
 

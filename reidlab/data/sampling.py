@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch.utils.data
 
+from reidlab.suggest import did_you_mean
+
 SAMPLING_MODES = ("evenly", "random", "restricted_random")
 
 
@@ -45,7 +47,8 @@ def sample_frames(num_frames: int, seq_len: int, mode: str, rng: np.random.Gener
             hi = max((i + 1) * num_frames // seq_len, lo + 1)
             out.append(min(int(rng.integers(lo, hi)), num_frames - 1))
         return out
-    raise ValueError(f"sample_frames: unknown mode {mode!r}; expected one of {SAMPLING_MODES}")
+    raise ValueError(f"sample_frames: unknown mode {mode!r}{did_you_mean(str(mode), SAMPLING_MODES)}; "
+                     f"expected one of {SAMPLING_MODES}")
 
 
 def dense_chunks(num_frames: int, seq_len: int) -> list[list[int]]:

@@ -90,6 +90,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from reidlab.data.records import CORRUPTION_KINDS, ReIDDataset
 from reidlab.data.sidecar import SIDECAR_FORMAT, SIDECAR_NAME
+from reidlab.suggest import did_you_mean
 
 DEFAULT_SYNTHETIC_ROOT = "data/synthetic"
 WORLD_FORMAT = "reidlab-synthetic-world/1"
@@ -575,7 +576,8 @@ def _render(ind: Identity, pose: _Pose, cam: Camera, h: int, w: int, bg_offset: 
 def _normalise_knobs(knobs: dict) -> dict:
     unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
     if unknown:
-        raise ValueError(f"unknown synthetic world knob(s) {unknown}; accepted: {sorted(DEFAULT_KNOBS)}")
+        hint = did_you_mean(unknown[0], DEFAULT_KNOBS) if len(unknown) == 1 else ""
+        raise ValueError(f"unknown synthetic world knob(s) {unknown}{hint}; accepted: {sorted(DEFAULT_KNOBS)}")
     k = {**DEFAULT_KNOBS, **knobs}
     for key in ("cams_per_id", "frames"):
         v = k[key]

@@ -11,6 +11,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from reidlab.suggest import did_you_mean
+
 __all__ = ["METRICS", "pairwise_distance", "as_feature_tensor", "DistanceSource"]
 
 METRICS = ("euclidean", "cosine")
@@ -45,7 +47,7 @@ class DistanceSource:
 
     def __init__(self, qf: Any, gf: Any, metric: str = "euclidean"):
         if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+            raise ValueError(f"unknown metric {metric!r}{did_you_mean(metric, METRICS)}; expected one of {METRICS}")
         self.qf, self.gf = as_feature_tensor(qf, "qf"), as_feature_tensor(gf, "gf")
         if self.qf.shape[1] != self.gf.shape[1]:
             raise ValueError(f"qf has feature dim {self.qf.shape[1]} but gf has {self.gf.shape[1]}")

@@ -45,6 +45,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from reidlab.suggest import did_you_mean
+
 __all__ = [
     "power_iteration_extremes",
     "dominant_eigenvalue",
@@ -342,7 +344,8 @@ REGULARIZERS: dict[str, Callable[..., Tensor]] = {
 
 def _check_common(name: str, beta: float, exponent: float, side: str, n_iter: int, grad: str) -> None:
     if name not in REGULARIZERS:
-        raise ValueError(f"unknown orthogonality regulariser {name!r}; choose one of {sorted(REGULARIZERS)}")
+        raise ValueError(f"unknown orthogonality regulariser {name!r}{did_you_mean(name, REGULARIZERS)}; "
+                         f"choose one of {sorted(REGULARIZERS)}")
     if not beta >= 0:
         raise ValueError(f"beta must be >= 0, got {beta!r}")
     if not exponent > 0:

@@ -5,6 +5,8 @@ Entry point: `build_model(task, num_classes, ...)`; see each module for details.
 
 from __future__ import annotations
 
+from reidlab.suggest import did_you_mean
+
 from .abd import ABD_ABLATIONS, ABD_DEFAULTS, BRANCH_ORDER, ABDEncoder, ABDNet, resolve_abd_options
 from .attention import CAM, PAM
 from .backbones import (
@@ -68,7 +70,8 @@ def build_model(task: str, num_classes: int, *, backbone: str = "resnet18", last
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+        raise ValueError(f"unknown backbone {backbone!r}{did_you_mean(str(backbone), BACKBONES)}; "
+                         f"choose one of {sorted(BACKBONES)}")
     if task == "image":
         if fusion not in (None, "mean") or fusion_options:
             raise ValueError(f"fusion={fusion!r} / fusion_options={fusion_options!r} given for an image model; "
@@ -77,5 +80,6 @@ def build_model(task: str, num_classes: int, *, backbone: str = "resnet18", last
             return ABDNet(num_classes, backbone, last_stride, pretrained, **abd)
         return ImageReIDModel(num_classes, backbone, last_stride, pretrained)
     if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; choose one of {sorted(FUSIONS)}")
+        raise ValueError(f"unknown fusion {fusion!r}{did_you_mean(str(fusion), FUSIONS)}; "
+                         f"choose one of {sorted(FUSIONS)}")
     return VideoReIDModel(num_classes, backbone, last_stride, pretrained, fusion, fusion_options, abd)

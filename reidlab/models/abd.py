@@ -25,7 +25,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from torch import Tensor, nn
+
+from reidlab.suggest import did_you_mean
 
 from .attention import CAM, PAM
 from .backbones import (
@@ -75,7 +78,8 @@ def resolve_abd_options(abd: dict | None) -> dict:
     opts = dict(ABD_DEFAULTS)
     for k, v in (abd or {}).items():
         if k not in ABD_DEFAULTS:
-            raise ValueError(f"unknown ABD option {k!r}; allowed: {sorted(ABD_DEFAULTS)}")
+            raise ValueError(f"unknown ABD option {k!r}{did_you_mean(str(k), ABD_DEFAULTS)}; "
+                             f"allowed: {sorted(ABD_DEFAULTS)}")
         opts[k] = v
     for k in ("cam", "pam", "shallow_cam", "of_taps", "global_branch", "attention_branch"):
         if not isinstance(opts[k], bool):

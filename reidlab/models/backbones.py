@@ -18,7 +18,10 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 import torchvision
+
 from torch import Tensor, nn
+
+from reidlab.suggest import did_you_mean
 
 __all__ = [
     "BACKBONES",
@@ -72,7 +75,8 @@ def _short(keys: list[str], n: int = 25) -> str:
 
 def _check_backbone(name: str) -> None:
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}{did_you_mean(str(name), BACKBONES)}; "
+                         f"choose one of {sorted(BACKBONES)}")
 
 
 def set_last_stride(layer4: nn.Sequential, stride: int) -> None:

@@ -20,7 +20,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from torch import Tensor, nn
+
+from reidlab.suggest import did_you_mean
 
 __all__ = [
     "Fusion",
@@ -390,10 +393,12 @@ def build_fusion(name: str, channels: int, **options) -> Fusion:
     """Build the fusion operator `name` (a FUSIONS key) for D = `channels` features.
     Unknown names or options -> ValueError listing what is allowed."""
     if name not in FUSIONS:
-        raise ValueError(f"unknown fusion {name!r}; choose one of {sorted(FUSIONS)}")
+        raise ValueError(f"unknown fusion {name!r}{did_you_mean(str(name), FUSIONS)}; "
+                         f"choose one of {sorted(FUSIONS)}")
     cls = FUSIONS[name]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "channels")]
     bad = sorted(k for k in options if k not in allowed)
     if bad:
-        raise ValueError(f"fusion {name!r} got unknown option(s) {bad}; allowed: {allowed}")
+        hint = did_you_mean(bad[0], allowed) if len(bad) == 1 else ""
+        raise ValueError(f"fusion {name!r} got unknown option(s) {bad}{hint}; allowed: {allowed}")
     return cls(channels, **options)
