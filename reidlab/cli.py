@@ -214,7 +214,7 @@ def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED) -> list
     import shutil
     import tempfile
 
-    skip = shutil.ignore_patterns("checkpoints", "features", "*.pt", "*.lock", ".*.tmp")
+    skip = shutil.ignore_patterns("checkpoints", "features", "*.pt", "*.lock", ".*.tmp", "*.kernel.log")
     results.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
     stage = Path(tempfile.mkdtemp(prefix=".publish-", dir=results))

@@ -48,6 +48,7 @@ __all__ = [
     "output_path",
     "resolve_kernel_name",
     "run_notebook",
+    "kernel_log_path",
     "enter_workspace",
     "NOTEBOOK_DIR",
     "find_notebook",
@@ -375,6 +376,37 @@ def _filed_copy(executed: Path, dest: Path) -> bytes:
     return (json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def kernel_log_path(executed: str | Path) -> Path:
+    """Where the kernel process's own stderr goes for an executed copy at ``executed``:
+    ``<folder>/<stem>.kernel.log`` next to it (git-ignored, never published)."""
+    p = Path(executed)
+    return p.with_name(f"{p.stem}.kernel.log")
+
+
+def _kernel_manager_logging_to(log: Path) -> type:
+    """An AsyncKernelManager whose kernel process writes its stderr to ``log`` (appending).
+
+    What the kernel process itself prints — ipykernel's start-up log, e.g. "Kernel is running over TCP
+    without encryption", a crash trace — is not a cell's output (cells' stderr reaches the notebook
+    through the kernel's iopub channel either way). Sent to the caller's terminal it floods the main
+    job's output; in a file beside the executed copy it stays available for diagnosis.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class KernelManagerWithLog(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as f:  # the kernel keeps its own descriptor once started
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} kernel start\n".encode())
+                f.flush()
+                kw["stderr"] = f
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        _launch_kernel = _async_launch_kernel
+
+    return KernelManagerWithLog
+
+
 def run_notebook(
     notebook: str | Path,
     parameters: Mapping[str, Any] | None = None,
@@ -394,6 +426,7 @@ def run_notebook(
     made absolute so the kernel's cwd does not matter). A `run_id` is derived when the notebook declares
     one and none is given. Raises ParameterError before anything runs or is written; raises
     NotebookExecutionError (cell index, ename, evalue, path of the saved copy) when a cell fails.
+    The kernel process's own stderr goes to ``kernel_log_path(<executed copy>)``, not to the terminal.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -411,6 +444,7 @@ def run_notebook(
         params["run_id"] = derive_run_id(nb_path.stem, {**defaults, **params}, defaults)
     dest = Path(output) if output is not None else output_path(nb_path, params, res, tag=tag)
     kernel = kernel_name or resolve_kernel_name()
+    manager = _kernel_manager_logging_to(kernel_log_path(dest).absolute())
     fd, tmp_name = tempfile.mkstemp(prefix=f"{nb_path.stem}-", suffix=".ipynb")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -421,12 +455,13 @@ def run_notebook(
             papermill.execute_notebook(
                 str(nb_path), str(tmp), parameters=params, kernel_name=kernel, progress_bar=False,
                 log_output=log_output, cwd=str(cwd) if cwd is not None else os.getcwd(),
-                execution_timeout=execution_timeout,
+                execution_timeout=execution_timeout, kernel_manager_class=manager,
             )
         except PapermillExecutionError as e:
             failure = NotebookExecutionError(str(nb_path), e.cell_index, e.ename, e.evalue, dest)
         except Exception as e:  # kernel death, timeouts: nbclient errors
-            failure = NotebookExecutionError(str(nb_path), None, type(e).__name__, str(e), dest)
+            failure = NotebookExecutionError(str(nb_path), None, type(e).__name__,
+                                             f"{e} (the kernel's own log: {kernel_log_path(dest)})", dest)
             if _kernel_never_started(e) and attempt < _KERNEL_START_ATTEMPTS:
                 # jupyter_client picks free ports, then the kernel binds them: kernels started at the same
                 # moment by parallel processes can collide ("Address already in use"). No cell ran: retry.
