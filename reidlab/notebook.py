@@ -98,13 +98,15 @@ class NotebookParameter:
 
 def find_notebook(name: str | Path) -> Path:
     """A notebook path as given, or a shipped notebook by stem (`train_fusion` -> notebooks/train_fusion.ipynb,
-    looked up in the current directory's and the installed project's notebooks folder)."""
+    looked up in the current directory's notebooks folder, the source tree's, then an installed package's
+    ``<prefix>/share/reidlab/notebooks``)."""
     p = Path(name)
     if p.suffix != ".ipynb":
         p = p.with_suffix(".ipynb")
     candidates = [p]
     if len(p.parts) == 1:
-        candidates += [Path(NOTEBOOK_DIR) / p, Path(__file__).resolve().parents[1] / NOTEBOOK_DIR / p]
+        candidates += [Path(NOTEBOOK_DIR) / p, Path(__file__).resolve().parents[1] / NOTEBOOK_DIR / p,
+                       Path(sys.prefix) / "share" / "reidlab" / NOTEBOOK_DIR / p]
     for c in candidates:
         if c.is_file():
             return c
