@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from reidlab.atomic import atomic_write_text
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -213,8 +215,6 @@ class RunConfig:
 
     def to_file(self, path: str | Path) -> Path:
         """Write as JSON or YAML (by suffix), atomically."""
-        from reidlab.runs.records import atomic_write_text
-
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":

@@ -9,18 +9,11 @@ import os
 import pytest
 import torch
 
+from reidlab import atomic as A
+from reidlab.atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from reidlab.config import RunConfig
 from reidlab.runs import records as R
-from reidlab.runs.records import (
-    BEST_LABEL,
-    METRIC_COLUMNS,
-    RunRecord,
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    collect_env,
-)
+from reidlab.runs.records import BEST_LABEL, METRIC_COLUMNS, RunRecord, collect_env
 
 
 def _leftovers(folder):
@@ -46,7 +39,7 @@ def test_failed_write_keeps_old_content_and_no_temp(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(R.os, "fsync", boom)  # fails after the data was written to the temp file
+    monkeypatch.setattr(A.os, "fsync", boom)  # fails after the data was written to the temp file
     with pytest.raises(OSError, match="No space"):
         atomic_write_text(target, "new content")
     assert target.read_text() == "old"
@@ -56,7 +49,7 @@ def test_failed_write_keeps_old_content_and_no_temp(tmp_path, monkeypatch):
 def test_replace_failure_keeps_old_content(tmp_path, monkeypatch):
     target = tmp_path / "s.json"
     atomic_write_json(target, {"v": 1})
-    monkeypatch.setattr(R.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(A.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         atomic_write_json(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 1}

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reidlab.atomic import atomic_write_text
 from reidlab.config import ConfigError, RunConfig
 from reidlab.engine.distributed import DistInfo, init_distributed, resolve_device
 from reidlab.engine.extraction import autocast_context, extract_features
@@ -47,7 +48,6 @@ from reidlab.runs.records import (
     BEST_LABEL,
     CHECKPOINT_FORMAT,
     RunRecord,
-    atomic_write_text,
     collect_env,
     load_checkpoint_file,
     record_config,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from reidlab.runs.records import atomic_write_bytes
+from reidlab.atomic import atomic_write_bytes
 
 __all__ = ["file_digest", "cached_arrays", "read_cached_key"]
 

@@ -1,7 +1,8 @@
 """Run records: the only writer of result files.
 
-Every file goes through :func:`atomic_write_bytes` (temp file in the same folder, fsync, ``os.replace``),
-so a kill at any moment leaves either the old or the new version of a file, never a torn one.
+Every file goes through :func:`reidlab.atomic.atomic_write_bytes` (temp file in the same folder, fsync,
+``os.replace``), so a kill at any moment leaves either the old or the new version of a file, never a torn
+one. The atomic writers are re-exported here for older imports; new code imports them from reidlab.atomic.
 
 Layout of ``results/runs/<run_id>/``::
 
@@ -34,11 +35,20 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from reidlab.atomic import (  # noqa: F401 - re-exported (older imports take them from here)
+    _fsync_dir,
+    _json_default,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
+from reidlab.config import PATH_KEYS, RunConfig
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -69,76 +79,6 @@ EPOCH_COLUMNS = (
 )  # fmt: skip
 STATES = ("running", "finished", "failed", "interrupted", "budget")
 BEST_LABEL = "selected on the test split — do not report"
-
-
-# ---------------------------------------------------------------------- atomic writes
-def _fsync_dir(folder: Path) -> None:
-    # makes the rename itself durable; not supported everywhere (e.g. Windows), where it is skipped
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
-
-    The parent folder is created if needed. On any error the temp file is removed and the previous
-    content of ``path`` (if any) is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Atomic text write (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode(encoding))
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
-
-
-def atomic_write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
-    """Atomic JSON write; numpy/torch values are converted, NaN is refused (not valid JSON)."""
-    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=False, ensure_ascii=False)
-    return atomic_write_text(path, text + "\n")
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to memory, then an atomic write, so a checkpoint is never half-written."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------------- portable paths
@@ -234,8 +174,6 @@ def record_strings(obj: Any, root: Path | None = None, *, skip: Callable[[Any], 
 
 def _map_path_keys(d: Mapping[str, Any], fn: Callable[[str], str | None]) -> dict:
     """A deep copy of config dict ``d`` with ``fn`` applied to each PATH_KEYS string present."""
-    from reidlab.config import PATH_KEYS  # here: reidlab.config imports this module lazily too
-
     out = json.loads(json.dumps(d, default=_json_default))  # a deep copy of plain JSON data
     for dotted in PATH_KEYS:
         *parents, leaf = dotted.split(".")
@@ -402,8 +340,6 @@ class RunRecord:
     def run_config(self):
         """config.json as a validated :class:`reidlab.config.RunConfig`, relative path keys resolved
         against the project root (:func:`resolved_config`)."""
-        from reidlab.config import RunConfig
-
         d = self.config
         if d is None:
             raise FileNotFoundError(f"{self.run_dir / 'config.json'} does not exist")

@@ -530,9 +530,9 @@ def build_tables(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    from reidlab.runs import records
+    from reidlab.atomic import atomic_write_text
 
-    records.atomic_write_text(path, text)
+    atomic_write_text(path, text)
 
 
 def write_tables(

@@ -327,7 +327,8 @@ def run_study(results_root: str | Path, spec: StudySpec, *, sweep_name: str) -> 
     import gzip
     import io
 
-    from reidlab.runs.records import RunRecord, atomic_write_bytes, atomic_write_json
+    from reidlab.atomic import atomic_write_bytes, atomic_write_json
+    from reidlab.runs.records import RunRecord
     from reidlab.sweep import load_spec
 
     t_start = time.monotonic()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reidlab.runs.records import atomic_write_text
+from reidlab.atomic import atomic_write_text
 from reidlab.runs.tables import format_latex, format_markdown
 
 __all__ = ["load_study", "write_study_tables", "operator_table", "corruption_table"]

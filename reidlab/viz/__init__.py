@@ -31,7 +31,7 @@ def use_headless_backend() -> None:
 
 def save_figure(fig, path: str | Path, *, dpi: int = 120) -> Path:
     """Write `fig` as PNG to `path` atomically (temp file + rename, via reidlab.runs.records); returns path."""
-    from reidlab.runs.records import atomic_write_bytes
+    from reidlab.atomic import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
