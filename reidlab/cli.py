@@ -6,6 +6,9 @@
     table [--runs DIR] [--out DIR] [--baseline VARIANT]
     synth [--out DIR --ids N --cams N --seed S ...]     (reidlab.data.synthetic)
     eval CHECKPOINT                   evaluate a checkpoint on its run's test split
+    rank RUN_DIR [--topk 10] [--queries 12] [--order worst|best|random|first-match] [--out PNG] [--csv CSV]
+                                      ranked lists of a run's queries (figure + CSV), worst queries first
+    tensorboard [--runs DIR]          (re)write TensorBoard event files of stored runs from their records
     main [--quick] [--jobs N]         the main job: fusion sweep -> study -> tables -> notebooks -> publish
 
 Exit codes: 0 success, 1 a run/cell failed, 2 bad arguments or parameters (nothing was run).
@@ -82,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on its run's test split")
     p.add_argument("checkpoint")
+
+    p = sub.add_parser("rank", help="ranked lists of a run's queries: figure (true/false matches) and CSV")
+    p.add_argument("run_dir", help="run folder with checkpoints/last.pt (or a published record naming it)")
+    p.add_argument("--topk", type=int, default=10, help="gallery entries per query (default 10)")
+    p.add_argument("--queries", type=int, default=12, help="queries drawn in the figure (default 12)")
+    p.add_argument("--order", default="worst", choices=("worst", "best", "random", "first-match"),
+                   help="worst/best: by AP; first-match: latest first true match first; random: see --seed")
+    p.add_argument("--seed", type=int, default=0, help="seed of --order random (default 0)")
+    p.add_argument("--which", default="last", help="checkpoint: last (default), best, epoch_NNN")
+    p.add_argument("--out", help="figure PNG (default <run_dir>/figures/ranked-<order>.png)")
+    p.add_argument("--csv", help="CSV of every query's ranked list in that order (default: next to --out)")
+
+    p = sub.add_parser("tensorboard", help="(re)write the TensorBoard event files of stored runs from their records")
+    p.add_argument("--runs", default=None, help="runs folder (default <results>/runs)")
+    p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
 
     p = sub.add_parser("main", help="the main job: fusion sweep, tables, diagnostics notebooks")
     p.add_argument("--spec", default=MAIN_SPEC, help=f"study spec (default {MAIN_SPEC}; names its sweep)")
@@ -207,6 +225,41 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rank(a: argparse.Namespace) -> int:
+    from reidlab.runs.ranked import ranked_lists, write_ranked_csv
+    from reidlab.viz import save_figure
+
+    if a.topk < 1 or a.queries < 1:
+        _err(f"--topk and --queries must be >= 1, got {a.topk} and {a.queries}")
+        return 2
+    out = Path(a.out) if a.out else Path(a.run_dir) / "figures" / f"ranked-{a.order}.png"
+    csv = Path(a.csv) if a.csv else out.with_suffix(".csv")
+    try:
+        ranked, fig = ranked_lists(a.run_dir, topk=a.topk, queries=a.queries, order=a.order, seed=a.seed,
+                                   which=a.which)
+    except FileNotFoundError as e:
+        _err(str(e))
+        return 2
+    save_figure(fig, out)
+    write_ranked_csv(ranked, csv)
+    s = ranked.summary()
+    print(f"{out}: {min(a.queries, len(ranked))} of {len(ranked)} queries ({a.order} first), top-{a.topk}; "
+          f"mAP {100 * s['mAP']:.1f}% rank-1 {100 * s['rank1']:.1f}%\n{csv}: every query's ranked list")
+    return 0
+
+
+def _cmd_tensorboard(a: argparse.Namespace) -> int:
+    from reidlab.runs.tracking import write_tensorboard_tree
+
+    runs = Path(a.runs) if a.runs else _results_root(a.results) / "runs"
+    if not runs.is_dir():
+        _err(f"{runs}: runs folder not found (expected <results>/runs/<run_id>/epochs.csv ...)")
+        return 2
+    written = write_tensorboard_tree(runs)
+    print(f"{len(written)} event file(s) written under {runs}; view them with: tensorboard --logdir {runs}")
+    return 0
+
+
 def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED) -> list[Path]:
     """Copy the main job's records from ``work`` into ``results``: every ``parts`` folder is rebuilt next
     to its target and swapped in by renames, so ``results`` holds either the old or the new copy, never a
@@ -316,7 +369,7 @@ def _cmd_main(a: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
-             "synth": _cmd_synth, "eval": _cmd_eval, "main": _cmd_main}
+             "synth": _cmd_synth, "eval": _cmd_eval, "rank": _cmd_rank, "main": _cmd_main, "tensorboard": _cmd_tensorboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

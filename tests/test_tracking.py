@@ -103,3 +103,13 @@ def test_folders_without_records_and_tree(tmp_path):
     assert write_tensorboard(tmp_path / "runs" / "empty") is None
     _record(tmp_path, 2)
     assert write_tensorboard_tree(tmp_path / "runs") == [tmp_path / "runs" / "r-s0" / EVENT_FILE]
+
+
+def test_cli_tensorboard_writes_every_run(tmp_path, capsys):
+    from reidlab.cli import main as cli_main
+
+    _record(tmp_path, 2)
+    assert cli_main(["tensorboard", "--runs", str(tmp_path / "runs")]) == 0
+    assert (tmp_path / "runs" / "r-s0" / EVENT_FILE).is_file()
+    assert "tensorboard --logdir" in capsys.readouterr().out
+    assert cli_main(["tensorboard", "--runs", str(tmp_path / "nowhere")]) == 2
