@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EvalResult", "evaluate", "PROTOCOLS", "AP_MODES", "CUHK03_REPEATS", "QueryEvaluator"]
+__all__ = ["EvalResult", "evaluate", "PROTOCOLS", "AP_MODES", "CUHK03_REPEATS", "QueryEvaluator",
+           "classify_pairs", "protocol_masks"]
 
 PROTOCOLS = ("market1501", "cuhk03")
 AP_MODES = ("toolbox", "official")
@@ -160,6 +161,38 @@ def _check_finite(block: np.ndarray, row0: int) -> None:
         raise ValueError(f"distmat contains NaN or inf (first at query {row0 + r}, gallery {c})")
 
 
+# -------------------------------------------------------------------------------------- protocol
+
+def classify_pairs(same_pid: np.ndarray, same_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The protocol's rule for (query, gallery) pairs: ``(junk, match)`` boolean arrays.
+
+    A pair with the same pid AND the same camid is junk (removed from the query's ranked gallery); a
+    pair with the same pid and another camid is a true match. Everything else (another pid, including
+    pid-0 distractors) stays as a false match. Inputs and outputs broadcast alike. Junk *identities*
+    (pid -1 tracklets/images) are not handled here: the dataset readers drop them.
+    """
+    same_pid = np.asarray(same_pid, dtype=bool)
+    same_cam = np.asarray(same_cam, dtype=bool)
+    return same_pid & same_cam, same_pid & ~same_cam
+
+
+def protocol_masks(q_pids: Any, q_camids: Any, g_pids: Any, g_camids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Dense masks of ``classify_pairs`` for Q queries against G gallery entries.
+
+    q_pids/q_camids: (Q,), g_pids/g_camids: (G,) integer arrays. Returns ``(valid, match)``, both
+    (Q, G) bool: ``valid`` = the gallery entries that stay in the query's ranked list (not junk),
+    ``match`` = its true matches (``match`` implies ``valid``). ``evaluate`` applies exactly this rule.
+    """
+    qp, qc = _as_ids(q_pids, "q_pids"), _as_ids(q_camids, "q_camids")
+    gp, gc = _as_ids(g_pids, "g_pids"), _as_ids(g_camids, "g_camids")
+    if len(qp) != len(qc):
+        raise ValueError(f"q_pids has length {len(qp)} but q_camids {len(qc)}")
+    if len(gp) != len(gc):
+        raise ValueError(f"g_pids has length {len(gp)} but g_camids {len(gc)}")
+    junk, match = classify_pairs(qp[:, None] == gp[None, :], qc[:, None] == gc[None, :])
+    return ~junk, match
+
+
 # ------------------------------------------------------------------------------------- evaluator
 
 class _GalleryIndex:
@@ -251,8 +284,9 @@ class QueryEvaluator:
         sl = slice(row0, row0 + B)
         qp, qc = self.q_pids[sl], self.q_camids[sl]
         rows, cols, same_cam = self.gallery.same_pid_entries(qp, qc)
-        hr, hc = rows[~same_cam], cols[~same_cam]
-        jr, jc = rows[same_cam], cols[same_cam]
+        junk, hit = classify_pairs(True, same_cam)  # every listed pair has the query's pid
+        hr, hc = rows[hit], cols[hit]
+        jr, jc = rows[junk], cols[junk]
         nh = np.bincount(hr, minlength=B)
         self.done[sl] = True
         if not nh.any():
