@@ -30,6 +30,11 @@ from reidlab.notebook import (
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["train_fusion", "abd_ablation", "correlation", "attention", "fusion_diagnostics", "report", "study"]
+NB_DIR = ROOT / "notebooks"
+#: every notebook in notebooks/, by stem, whichever file of the pair exists (the shipped ones and any new one)
+ON_DISK = sorted({p.stem for p in NB_DIR.glob("*.ipynb")} | {p.stem for p in NB_DIR.glob("*.py")})
+#: cell metadata jupytext keeps out of the script (and tools/sync_notebooks.py strips from the .ipynb)
+SESSION_CELL_METADATA = {"execution", "ExecuteTime", "collapsed", "scrolled", "autoscroll", "trusted", "papermill"}
 TINY_WORLD = {"ids": 10, "cams": 2, "frames": [6, 8], "distractors": 1, "junk": 0}
 
 
@@ -71,12 +76,18 @@ def _has_png(nb_path: Path) -> bool:
 # ------------------------------------------------------------------------------------------------ storage
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_shipped_notebooks_present():
+    assert set(NOTEBOOKS) <= set(ON_DISK), sorted(set(NOTEBOOKS) - set(ON_DISK))
+
+
+@pytest.mark.parametrize("name", ON_DISK)
 def test_stored_without_outputs_with_documented_literal_parameters(name):
-    path = ROOT / "notebooks" / f"{name}.ipynb"
+    path = NB_DIR / f"{name}.ipynb"
+    assert path.exists(), f"notebooks/{name}.py has no .ipynb: run `jupytext --sync notebooks/{name}.py`"
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), "stored with outputs"
+    assert all(not c.outputs and c.execution_count is None for c in code), (
+        f"notebooks/{name}.ipynb stored with outputs: run `python tools/sync_notebooks.py {name}`")
     first = code[0]
     assert "parameters" in first.metadata.get("tags", [])
     lines = [ln for ln in first.source.splitlines() if ln.strip()]
@@ -91,10 +102,70 @@ def test_stored_without_outputs_with_documented_literal_parameters(name):
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
-def test_generator_and_stored_notebooks_agree():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--check"],
-                       capture_output=True, text=True)
+def _cells(nb) -> list[tuple[str, str, dict]]:
+    return [(c.cell_type, c.source, {k: v for k, v in c.metadata.items() if k not in SESSION_CELL_METADATA})
+            for c in nb.cells]
+
+
+def _first_difference(a: list, b: list) -> str:
+    for i, (x, y) in enumerate(zip(a, b)):
+        for what, u, v in zip(("cell type", "source", "metadata"), x, y):
+            if u == v:
+                continue
+            if what == "source":  # name the first differing line
+                ul, vl = u.splitlines() + ["<end>"], v.splitlines() + ["<end>"]
+                j = next(j for j, (p, q) in enumerate(zip(ul, vl)) if p != q)
+                u, v = f"line {j + 1} {ul[j]!r}", repr(vl[j])
+            return f"cell {i} ({x[0]}) differs in {what}: .py has {u}, .ipynb has {v}"
+    return f".py has {len(a)} cells, .ipynb has {len(b)}"
+
+
+def test_notebooks_are_paired_by_jupytext():
+    """notebooks/jupytext.toml pairs every NAME.ipynb with a NAME.py percent script (JupyterLab saves both)."""
+    from jupytext.config import load_jupytext_config
+
+    for path in (NB_DIR / "new_notebook.ipynb", NB_DIR / "new_notebook.py"):
+        config = load_jupytext_config(str(path))  # found as the CLI and JupyterLab find it
+        assert config is not None and config.default_formats(str(path)) == "ipynb,py:percent"
+
+
+@pytest.mark.parametrize("name", ON_DISK)
+def test_script_and_notebook_agree(name):
+    """The reviewed source is notebooks/NAME.py; the .ipynb papermill runs must hold the same cells."""
+    import jupytext
+
+    py, ipynb = NB_DIR / f"{name}.py", NB_DIR / f"{name}.ipynb"
+    assert py.exists(), f"notebooks/{name}.ipynb has no paired script: run `jupytext --sync notebooks/{name}.ipynb`"
+    assert ipynb.exists(), f"notebooks/{name}.py has no .ipynb: run `jupytext --sync notebooks/{name}.py`"
+    script, stored = jupytext.read(py), nbformat.read(ipynb, as_version=4)
+    fix = f"run `jupytext --sync notebooks/{name}.py` (the more recently saved file wins)"
+    ours, theirs = _cells(script), _cells(stored)
+    assert ours == theirs, f"notebooks/{name}: {_first_difference(ours, theirs)}; {fix}"
+    ks = script.metadata.get("kernelspec"), stored.metadata.get("kernelspec")
+    assert ks[0] == ks[1], f"notebooks/{name}: kernelspec {ks[0]} in the .py, {ks[1]} in the .ipynb; {fix}"
+
+
+def test_sync_tool_restores_the_stored_pair(tmp_path):
+    """What a JupyterLab session leaves behind (outputs, timings, another kernel in both files) is undone by
+    tools/sync_notebooks.py, byte for byte; a lone .ipynb gets its script."""
+    name = "attention"
+    for f in ("jupytext.toml", f"{name}.py", f"{name}.ipynb", "study.ipynb"):
+        (tmp_path / f).write_bytes((NB_DIR / f).read_bytes())
+    nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    code.execution_count = 3
+    code.metadata["execution"] = {"iopub.status.busy": "2024-01-01T00:00:00Z"}
+    nb.metadata["kernelspec"] = {"name": "reidlab", "display_name": "reidlab (.venv)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.9"}
+    nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    py = tmp_path / f"{name}.py"
+    py.write_text(py.read_text().replace("name: python3", "name: reidlab"))
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_notebooks.py"), str(py),
+                        str(tmp_path / "study.ipynb")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    for f in (f"{name}.py", f"{name}.ipynb", "study.ipynb", "study.py"):
+        assert (tmp_path / f).read_bytes() == (NB_DIR / f).read_bytes(), f
 
 
 # ------------------------------------------------------------------------------------------------ kernel
