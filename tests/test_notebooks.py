@@ -282,6 +282,23 @@ def test_analysis_notebooks_on_trained_runs(trained, tmp_path, monkeypatch):
     assert "| mean | MeanFusion |" in (tables / "summary.md").read_text()
 
 
+def test_ranked_lists_notebook_on_a_trained_run(trained, tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    run = trained / "runs" / "fusion-mean-s0"
+    out = run_notebook("ranked_lists", {"run_dir": str(run), "queries": 3, "topk": 4, "orders": ["worst", "random"]},
+                       results_dir=tmp_path / "r")
+    assert out == tmp_path / "r" / "notebooks" / "ranked_lists.ipynb" and _has_png(out)
+    for order in ("worst", "random"):
+        assert (tmp_path / "r" / "figures" / f"ranked_fusion-mean-s0_{order}.png").stat().st_size > 0
+    table = pd.read_csv(tmp_path / "r" / "tables" / "ranked_fusion-mean-s0.csv")
+    assert list(table["ap"]) == sorted(table["ap"][table["num_matches"] > 0]) + list(
+        table["ap"][table["num_matches"] == 0])  # worst first, queries without a true match last
+    final = pd.read_csv(run / "metrics.csv").iloc[-1]
+    assert table["ap"][table["num_matches"] > 0].mean() == pytest.approx(final["mAP"], abs=1e-6)
+
+
 def test_cli_eval_on_trained_checkpoint(trained, capsys):
     ck = trained / "runs" / "fusion-mean-s0" / "checkpoints" / "last.pt"
     assert cli_main(["eval", str(ck)]) == 0
