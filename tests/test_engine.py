@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 import test_engine_standins as S
 from reidlab.config import ConfigError, RunConfig
+from reidlab.engine import checkpoints as C
 from reidlab.engine import trainer as T
 from reidlab.engine.extraction import extract_features
 from reidlab.runs.records import BEST_LABEL, METRIC_COLUMNS, RunRecord, resolved_config
@@ -225,7 +226,7 @@ def test_full_disk_fails_before_training(tmp_path, monkeypatch):
     class Usage:
         total, used, free = 10**9, 10**9 - 1000, 1000
 
-    monkeypatch.setattr(T.shutil, "disk_usage", lambda p: Usage)
+    monkeypatch.setattr(C.shutil, "disk_usage", lambda p: Usage)  # the disk check lives in engine.checkpoints
     monkeypatch.setattr(T._Run, "_train_epoch", lambda *a, **k: pytest.fail("trained despite a full disk"))
     with pytest.raises(T.PreflightError, match="disk space"):
         T.train(cfg, progress=False)

@@ -193,9 +193,9 @@ def _world_for_rate(cfg: Any, rate: float) -> Path:
     """Root of the test world at corruption ``rate``: the run's own world when the rate is its own, else a
     sibling world with the same knobs but that rate (same identities, other corruption), made if missing."""
     from reidlab.data import synthetic
-    from reidlab.engine.trainer import _dataset_root
+    from reidlab.engine.builders import dataset_root
 
-    base_root = _dataset_root(cfg, verbose=False)
+    base_root = dataset_root(cfg, verbose=False)
     if abs(_base_rate(cfg) - rate) < 1e-12:
         return base_root
     knobs = {**cfg.data.synthetic, "corruption_rate": rate}
