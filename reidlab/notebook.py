@@ -471,7 +471,7 @@ def run_notebook(
                 continue
         break
     if tmp.exists() and tmp.stat().st_size > 0:
-        from reidlab.runs.records import atomic_write_bytes
+        from reidlab.atomic import atomic_write_bytes
 
         atomic_write_bytes(dest, _filed_copy(tmp, dest))
     elif isinstance(failure, NotebookExecutionError):
@@ -483,6 +483,10 @@ def run_notebook(
             if idx is not None:
                 failure = NotebookExecutionError(str(nb_path), idx, ename, evalue, dest)
         raise failure
+    if "run_id" in declared and (dest.parent / "epochs.csv").is_file():
+        from reidlab.runs.records import RunRecord
+
+        RunRecord(dest.parent).write_event_file()  # again, now with the figures the notebook drew
     return dest
 
 

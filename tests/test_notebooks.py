@@ -237,6 +237,11 @@ def test_train_fusion_via_cli(world, tmp_path, monkeypatch):
     executed = run / "notebook.ipynb"
     assert executed.exists() and _has_png(executed)
     assert (run / "figures" / "curves.png").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0})  # rebuilt after the notebook's figures
+    events.Reload()
+    assert "figures/curves" in events.Tags()["images"] and "eval/mAP" in events.Tags()["scalars"]
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["seed"] == 3 and cfg["model"]["fusion"] == "softmax_cosine"
     assert cfg["model"]["fusion_options"] == {"tau": 0.5}

@@ -113,3 +113,21 @@ def test_cli_tensorboard_writes_every_run(tmp_path, capsys):
     assert (tmp_path / "runs" / "r-s0" / EVENT_FILE).is_file()
     assert "tensorboard --logdir" in capsys.readouterr().out
     assert cli_main(["tensorboard", "--runs", str(tmp_path / "nowhere")]) == 2
+
+
+def test_training_writes_the_event_file_each_epoch(tmp_path):
+    """A real (tiny) training run: its event file exists after train() and equals its records."""
+    from reidlab.data.synthetic import ensure_world
+    from reidlab.engine import train
+    from reidlab.notebook import training_config
+
+    world = ensure_world(tmp_path / "world", verbose=False, ids=8, cams=2, frames=[4, 6], distractors=1, junk=0)
+    cfg = training_config({"root": str(world), "synthetic": {"ids": 8, "cams": 2, "frames": [4, 6],
+                           "distractors": 1, "junk": 0}, "p": 3, "k": 2, "epochs": 2, "steps_per_epoch": 1,
+                           "eval_every": 1, "height": 32, "width": 16, "run_id": "tb-s0", "seed": 0},
+                          results_dir=tmp_path / "res")
+    rec = train(cfg, progress=False)
+    assert rec.is_finished()
+    scalars = assert_events_match_records(rec.run_dir)
+    assert [s for s, _ in scalars["eval/mAP"]] == [1, 2]
+    assert {"train/loss", "train/lr", "train/frames_per_s", "eval/rank1"} <= set(scalars)

@@ -297,6 +297,7 @@ class _Run:
         save_epoch_checkpoints(self.record, ck, self.cfg, evaluated)
         self.record.write_metrics(self.metric_rows)
         self.record.write_epochs(self.epoch_rows)
+        self.record.write_event_file()  # live TensorBoard view, rebuilt from the records just written
 
     # ------------------------------------------------------------ one epoch
     def _loss(self, out: Any, pids: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:

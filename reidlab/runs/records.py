@@ -436,6 +436,18 @@ class RunRecord:
               "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}  # fmt: skip
         return atomic_write_json(self.run_dir / "status.json", record_strings(st))
 
+    def write_event_file(self) -> Path | None:
+        """Rebuild the run's TensorBoard event file from its records (``reidlab.runs.tracking``). Without
+        the tensorboard package it warns and returns None: the records are what counts."""
+        try:
+            from reidlab.runs.tracking import write_tensorboard
+        except ImportError as e:  # pragma: no cover - tensorboard is a declared dependency
+            import warnings
+
+            warnings.warn(f"{self.run_dir}: no TensorBoard event file ({e})", stacklevel=2)
+            return None
+        return write_tensorboard(self.run_dir)
+
     def save_checkpoint(self, obj: Mapping[str, Any], which: str = "last") -> Path:
         return atomic_torch_save(dict(obj), self.checkpoint_path(which))
 
