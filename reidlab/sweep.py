@@ -18,24 +18,24 @@ Run id of a grid point: `<name>-<variant>[-<option>=<value>...]-s<seed>`, e.g. `
 against the notebook's parameters cell before the first run starts. A run whose record says
 `finished` is skipped unless forced; any other state (none, running, failed, interrupted, budget)
 is run again — the engine resumes from its last checkpoint. Runs execute as separate processes
-(`python -m reidlab run ...`), `jobs` at a time, each told to use cpu_count / jobs threads.
+(`python -m reidlab run ...`); a launcher (reidlab.launchers) decides where: `local` (default) runs
+`jobs` at a time on this machine, each told to use cpu_count / jobs threads; `dask` hands each run to a
+Dask distributed cluster.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reidlab.launchers import RunResult, RunTask, Stagger  # noqa: F401 - Stagger: moved there, kept importable
 from reidlab.notebook import (
     ParameterError,
     slug,
@@ -44,6 +44,9 @@ from reidlab.notebook import (
     notebook_parameters,
     validate_parameters,
 )
+
+if TYPE_CHECKING:
+    from reidlab.launchers import Launcher
 
 __all__ = ["SweepJob", "SweepSpec", "load_spec", "expand", "job_state", "run_sweep", "SweepReport"]
 
@@ -182,28 +185,12 @@ class SweepReport:
     failed: dict[str, str] = field(default_factory=dict)  # run id -> error line
     seconds: dict[str, float] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)  # run id -> times started (retries on lost workers)
     wall_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-class Stagger:
-    """Spaces out process launches by `gap` seconds (thread-safe): kernels started at the same instant
-    by parallel processes can pick the same free port (jupyter_client's port choice races)."""
-
-    def __init__(self, gap: float = 1.5):
-        import threading
-
-        self.gap, self._lock, self._last = gap, threading.Lock(), 0.0
-
-    def wait(self) -> None:
-        with self._lock:
-            delay = self._last + self.gap - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._last = time.monotonic()
 
 
 def _cli_value(v: Any) -> str:
@@ -269,12 +256,16 @@ def run_sweep(
     overrides: Mapping[str, Any] | None = None,
     echo: Callable[[str], None] = print,
     cwd: str | Path | None = None,
+    launcher: Launcher | None = None,
 ) -> SweepReport:
-    """Run the grid of `spec`: skip finished runs (unless `force`), `jobs` processes at a time.
+    """Run the grid of `spec`: skip finished runs (unless `force`), on `launcher` (default: `jobs` local
+    processes at a time; see reidlab.launchers).
 
     dry_run lists each run id with its state and parameters and runs nothing. Logs go to
     `<results>/sweeps/<name>/<run_id>.log`. Returns a SweepReport; a failed run does not stop the others.
     """
+    from reidlab.launchers import LocalLauncher
+
     sp = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -302,44 +293,44 @@ def run_sweep(
         echo(f"sweep {sp.name!r}: all {len(grid)} runs finished; nothing to do (use --force to re-run)")
         return report
 
+    launcher = launcher if launcher is not None else LocalLauncher(jobs=jobs)
     _prepare_synthetic_worlds(todo, declared, echo, cwd)
     log_dir = res / "sweeps" / sp.name
     log_dir.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
-    env.pop("MPLBACKEND", None)  # the kernels keep their inline backend; figures are saved explicitly
+    # a launcher on other machines gets absolute paths (its workers share the file system, not our cwd)
+    remote = getattr(launcher, "remote", False)
+    notebook = Path(sp.notebook).absolute() if remote else sp.notebook
+    run_cwd = str(cwd) if cwd else (str(Path.cwd()) if remote else None)
+    tasks = []
+    for job in todo:
+        cmd = _command(job, notebook, res, force, declared)
+        tasks.append(RunTask(
+            run_id=job.run_id, cmd=cmd, log=log_dir / f"{job.run_id}.log", run_dir=res / "runs" / job.run_id,
+            # the kernels keep their inline backend; figures are saved explicitly
+            env={"MPLBACKEND": None}, cwd=run_cwd,
+            # a retry after a lost worker resumes what the first attempt started over
+            retry_cmd=_command(job, notebook, res, False, declared) if force else None,
+        ))
+        report.logs[job.run_id] = tasks[-1].log
     start = time.monotonic()
     total = len(todo)
     counter = itertools.count(1)
 
-    stagger = Stagger()
-
-    def one(job: SweepJob) -> None:
-        log = log_dir / f"{job.run_id}.log"
-        report.logs[job.run_id] = log
-        stagger.wait()
-        t0 = time.monotonic()
-        with open(log, "w") as f:
-            proc = subprocess.run(_command(job, sp.notebook, res, force, declared), stdout=f,
-                                  stderr=subprocess.STDOUT, env=env, cwd=str(cwd) if cwd else None)
-        dt = time.monotonic() - t0
-        report.seconds[job.run_id] = dt
+    def done(task: RunTask, r: RunResult) -> None:
+        report.seconds[task.run_id] = r.seconds
+        report.attempts[task.run_id] = r.attempts
         i = next(counter)
-        if proc.returncode == 0:
-            report.ran.append(job.run_id)
-            echo(f"[{i}/{total}] {job.run_id}: done in {dt:.0f} s")
+        where = f" on {r.host}" if r.host and remote else ""
+        tries = f" ({r.attempts} attempts)" if r.attempts > 1 else ""
+        if r.ok:
+            report.ran.append(task.run_id)
+            echo(f"[{i}/{total}] {task.run_id}: done in {r.seconds:.0f} s{where}{tries}")
         else:
-            report.failed[job.run_id] = _last_error_line(log)
-            echo(f"[{i}/{total}] {job.run_id}: FAILED after {dt:.0f} s: {report.failed[job.run_id]} (log {log})")
+            report.failed[task.run_id] = r.error or _last_error_line(task.log)
+            echo(f"[{i}/{total}] {task.run_id}: FAILED after {r.seconds:.0f} s{where}{tries}: "
+                 f"{report.failed[task.run_id]} (log {task.log})")
 
-    echo(f"sweep {sp.name!r}: {total} runs to do ({len(report.skipped)} finished skipped), "
-         f"{jobs} at a time, {threads} thread(s) each")
-    if jobs == 1:
-        for job in todo:
-            one(job)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, todo))
+    echo(f"sweep {sp.name!r}: {total} runs to do ({len(report.skipped)} finished skipped), {launcher.describe()}")
+    launcher.run(tasks, done)
     report.wall_seconds = time.monotonic() - start
     return report
