@@ -3,6 +3,7 @@
     run NOTEBOOK [-p NAME VALUE]...   execute a notebook with papermill (parameters checked first)
     params NOTEBOOK                   list a notebook's parameters (name: type = default  # help)
     sweep SPEC.yaml [--jobs N] [--dry-run] [--force] [-p NAME VALUE]...
+          [--launcher local|dask] [--scheduler ADDRESS] [--gpus IDS]   (reidlab.launchers)
     table [--runs DIR] [--out DIR] [--baseline VARIANT]
     synth [--out DIR --ids N --cams N --seed S ...]     (reidlab.data.synthetic)
     eval CHECKPOINT                   evaluate a checkpoint on its run's test split
@@ -45,6 +46,19 @@ def _params(pairs: Sequence[Sequence[str]] | None) -> dict[str, str]:
     return out
 
 
+def _add_launcher_args(p: argparse.ArgumentParser) -> None:
+    """Where a sweep's runs execute (reidlab.launchers): `sweep` and `main`."""
+    p.add_argument("--launcher", choices=("local", "dask"), default="local",
+                   help="where runs execute: local processes (default) or a Dask distributed cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="dask: scheduler address (tcp://host:8786) or scheduler file of a running cluster "
+                        "(default: a local cluster of --jobs single-threaded workers)")
+    p.add_argument("--gpus", metavar="IDS",
+                   help="one run per GPU: device ids (e.g. 0,1,2,3; slot i gets CUDA_VISIBLE_DEVICES="
+                        "IDS[i %% n]; --jobs defaults to their number), or 'workers' with --scheduler "
+                        "(each run asks for a GPU=1 resource; the workers own their devices)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="reidlab", description="reidlab: notebook-driven re-ID ablations.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -67,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a grid of notebook runs from a YAML spec")
     p.add_argument("spec", help="sweep spec YAML (see sweeps/fusion.yaml)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    p.add_argument("--jobs", type=int, default=None, help="runs in parallel (processes; default 1)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
+    _add_launcher_args(p)
     p.add_argument("--force", action="store_true", help="re-run finished runs too")
     p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
@@ -112,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run finished runs")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a training parameter for every run")
+    _add_launcher_args(p)
     return ap
 
 
@@ -149,18 +165,23 @@ def _cmd_params(a: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(spec_path: str, *, jobs: int, dry_run: bool, force: bool, results: str | None,
-           raw_overrides: dict, extra_overrides: dict | None = None) -> int:
+def _sweep(spec_path: str, *, jobs: int | None, dry_run: bool, force: bool, results: str | None,
+           raw_overrides: dict, extra_overrides: dict | None = None, launcher: str = "local",
+           scheduler: str | None = None, gpus: str | None = None) -> int:
+    from reidlab.launchers import make_launcher, parse_gpus
     from reidlab.notebook import ParameterError, validate_parameters
     from reidlab.sweep import load_spec, run_sweep
 
     try:
+        if jobs is None:  # one run per listed GPU, else one at a time
+            jobs = len(parse_gpus(gpus) or []) if gpus and gpus != "workers" else 1
+        runner = make_launcher(launcher, jobs=jobs, gpus=gpus, scheduler=scheduler)
         spec = load_spec(spec_path)
         overrides = dict(extra_overrides or {})
         overrides.update(validate_parameters(spec.notebook, raw_overrides, from_strings=True))
         report = run_sweep(spec, jobs=jobs, dry_run=dry_run, force=force, results_dir=results,
-                           overrides=overrides)
-    except (ParameterError, FileNotFoundError, ValueError) as e:
+                           overrides=overrides, launcher=runner)
+    except (ParameterError, FileNotFoundError, ValueError, ConnectionError, ImportError) as e:
         _err(str(e))
         return 2
     if not dry_run:
@@ -170,11 +191,11 @@ def _sweep(spec_path: str, *, jobs: int, dry_run: bool, force: bool, results: st
 
 
 def _cmd_sweep(a: argparse.Namespace) -> int:
-    if a.jobs < 1:
+    if a.jobs is not None and a.jobs < 1:
         _err(f"--jobs must be >= 1, got {a.jobs}")
         return 2
     return _sweep(a.spec, jobs=a.jobs, dry_run=a.dry_run, force=a.force, results=a.results,
-                  raw_overrides=_params(a.param))
+                  raw_overrides=_params(a.param), launcher=a.launcher, scheduler=a.scheduler, gpus=a.gpus)
 
 
 def _results_root(results: str | None) -> Path:
@@ -296,12 +317,16 @@ def main_job(
     quick: bool = False,
     force: bool = False,
     raw_overrides: dict | None = None,
+    launcher: str = "local",
+    scheduler: str | None = None,
+    gpus: str | None = None,
 ) -> int:
     """The README's first command. In the work folder (default ``work/main``; checkpoints and caches live
     there, so a second call resumes and skips what is done): train the study's sweep, run the study
     (``reidlab.study``), regenerate the tables, run the report and study notebooks. Only when every stage
     succeeded are the records, tables, figures and executed notebooks published to ``results`` (default
-    ./results) — a failed or quick job never replaces committed results. Prints each stage's time."""
+    ./results) — a failed or quick job never replaces committed results. Prints each stage's time.
+    launcher / scheduler / gpus: where the sweep's runs execute (``reidlab sweep``'s options)."""
     from reidlab.notebook import NotebookExecutionError, ParameterError, run_notebook
     from reidlab.runs.tables import write_tables
     from reidlab.study.pipeline import load_study_spec, run_study
@@ -317,12 +342,13 @@ def main_job(
     except (FileNotFoundError, ValueError) as e:
         _err(str(e))
         return 2
-    if jobs is None:  # one single-threaded run more than cores: the 5 runs finish in 2 waves, not 3
+    if jobs is None and not gpus:  # one single-threaded run more than cores: the 5 runs finish in 2 waves, not 3
         jobs = (os.cpu_count() or 1) + 1
     print(f"== main job: sweep {sp.name!r} ({study.sweep}) + study {study.name!r} ({spec}); work folder {wk}"
           + ("" if quick else f", results published to {root}"))
     rc = _sweep(str(study.sweep), jobs=jobs, dry_run=False, force=force, results=str(wk),
-                raw_overrides=raw_overrides or {}, extra_overrides=QUICK_OVERRIDES if quick else None)
+                raw_overrides=raw_overrides or {}, extra_overrides=QUICK_OVERRIDES if quick else None,
+                launcher=launcher, scheduler=scheduler, gpus=gpus)
     t_sweep = time.monotonic() - t_start
     print(f"== sweep: {t_sweep:.0f} s")
     if rc:
@@ -365,7 +391,7 @@ def main_job(
 
 def _cmd_main(a: argparse.Namespace) -> int:
     return main_job(spec=a.spec, jobs=a.jobs, results=a.results, work=a.work, quick=a.quick, force=a.force,
-                    raw_overrides=_params(a.param))
+                    raw_overrides=_params(a.param), launcher=a.launcher, scheduler=a.scheduler, gpus=a.gpus)
 
 
 _COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
