@@ -22,6 +22,10 @@ GPUs: one run per device. ``gpus`` lists device ids; the local launcher gives co
 with that variable in its environment and a ``GPU=1`` resource, and every task asks for ``GPU=1``. On a
 remote cluster the workers own their devices (each started with its own CUDA_VISIBLE_DEVICES and
 ``--resources GPU=1``); ``request_gpu=True`` (CLI ``--gpus workers``) makes each task ask for one.
+
+Threads: a run is told OMP/MKL_NUM_THREADS = cpu_count / jobs locally and on the dask launcher's own
+cluster; on a remote worker, the CPUs the worker may use (its Slurm allocation) / the runs it executes
+at once (its threads, or its GPUs when runs hold one) -- not Dask's OMP_NUM_THREADS=1 for workers.
 """
 
 from __future__ import annotations
@@ -264,25 +268,29 @@ def _forced_record_still_old(run_dir: Path | None, since: float) -> bool:
     return RunRecord(run_dir).state == "finished" and status.stat().st_mtime < since
 
 
-def worker_threads() -> int:
+def worker_threads(gpu: bool = False) -> int:
     """Threads per run on a remote worker: the CPUs this worker process may use (its Slurm task's or
-    job's allocation) shared by the tasks it runs at once. (Dask's nanny sets OMP_NUM_THREADS=1 in its
-    workers, which is right for numpy tasks, not for a training subprocess.)"""
+    job's allocation) shared by the runs it can execute at once: its threads, or with `gpu` (each run
+    holds one GPU resource) at most its GPUs. (Dask's nanny sets OMP_NUM_THREADS=1 in its workers,
+    which is right for numpy tasks, not for a training subprocess.)"""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         from distributed import get_worker
 
-        concurrent = int(get_worker().state.nthreads)
+        state = get_worker().state
+        concurrent = int(state.nthreads)
+        if gpu and state.total_resources.get("GPU"):
+            concurrent = min(concurrent, int(state.total_resources["GPU"]))
     except (ImportError, ValueError, AttributeError):  # not inside a Dask worker
         concurrent = 1
     return max(1, cpus // max(1, concurrent))
 
 
 def run_on_worker(task: RunTask, *, threads: int | None = None, start_delay: float = 0.0,
-                  lock_timeout: float = 60.0) -> RunResult:
+                  lock_timeout: float = 60.0, gpu: bool = False) -> RunResult:
     """The Dask task: run one command as a child of this worker, appending to the task's log.
 
-    threads: OMP/MKL threads of the run (None: :func:`worker_threads`).
+    threads: OMP/MKL threads of the run (None: :func:`worker_threads`); gpu: the task holds a GPU resource.
 
     Every attempt writes a header line to the log, so a second attempt (the scheduler re-ran the task
     after losing a worker) knows it is one: it waits for the run lock, then resumes the run. A non-zero
@@ -300,7 +308,7 @@ def run_on_worker(task: RunTask, *, threads: int | None = None, start_delay: flo
     if attempt > 1 and not wait_for_run_lock(task.run_dir, lock_timeout):
         with open(log, "a") as f:
             f.write(f"run lock still held after {lock_timeout:.0f} s; starting anyway\n")
-    env = _child_env(os.environ, _threads_env(threads or worker_threads()), task.env)
+    env = _child_env(os.environ, _threads_env(threads or worker_threads(gpu)), task.env)
     t0 = time.monotonic()
     with open(log, "a") as f:
         f.write(f"{ATTEMPT_MARK}{attempt} on {host} (worker pid {os.getpid()}, "
@@ -408,7 +416,7 @@ class DaskLauncher:
                                     # kernels started at once on one machine can pick the same port (see
                                     # Stagger); on a remote cluster run_notebook's retry covers it
                                     start_delay=1.5 * i if not self.scheduler and i < self.jobs else 0.0,
-                                    lock_timeout=self.lock_timeout,
+                                    lock_timeout=self.lock_timeout, gpu=self.request_gpu,
                                     key=f"reidlab-run-{task.run_id}-{uuid.uuid4().hex[:8]}",
                                     pure=False, resources={"GPU": 1} if self.request_gpu else None)
                 futures[fut] = task

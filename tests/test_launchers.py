@@ -349,6 +349,23 @@ def test_retry_resumes_what_the_first_attempt_started(tmp_path):
     assert attempt(old - 10) == "resumed"  # finished by the first attempt: the engine skips it
 
 
+def test_threads_per_run_on_a_remote_worker(monkeypatch):
+    """A remote worker's runs share its CPUs: per concurrent task, or per GPU when each run holds one
+    (e.g. a SLURMCluster job of 8 cores whose worker has 8 threads but one GPU)."""
+    import types
+
+    import distributed
+
+    from reidlab.launchers import worker_threads
+
+    state = types.SimpleNamespace(nthreads=8, total_resources={"GPU": 1})
+    monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(state=state))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert worker_threads() == 1 and worker_threads(gpu=True) == 8
+    state.nthreads, state.total_resources = 2, {}
+    assert worker_threads(gpu=True) == 4
+
+
 def test_wait_for_run_lock(tmp_path):
     """The engine's run lock is an flock on checkpoints/.lock: a retry waits until it is free."""
     import fcntl
