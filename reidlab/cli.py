@@ -323,7 +323,8 @@ def main_job(
 ) -> int:
     """The README's first command. In the work folder (default ``work/main``; checkpoints and caches live
     there, so a second call resumes and skips what is done): train the study's sweep, run the study
-    (``reidlab.study``), regenerate the tables, run the report and study notebooks. Only when every stage
+    (``reidlab.study``), regenerate the tables, run the report, study and ranked_lists notebooks (the
+    latter on the baseline trunk's first seed). Only when every stage
     succeeded are the records, tables, figures and executed notebooks published to ``results`` (default
     ./results) — a failed or quick job never replaces committed results. Prints each stage's time.
     launcher / scheduler / gpus: where the sweep's runs execute (``reidlab sweep``'s options)."""
@@ -331,7 +332,7 @@ def main_job(
     from reidlab.runs.tables import write_tables
     from reidlab.study.pipeline import load_study_spec, run_study
     from reidlab.study.report import write_study_tables
-    from reidlab.sweep import load_spec
+    from reidlab.sweep import expand, load_spec
 
     t_start = time.monotonic()
     root = _results_root(results).absolute()
@@ -365,8 +366,12 @@ def main_job(
     print(f"== study + tables: {time.monotonic() - t0:.0f} s: " + ", ".join(p.name for p in written))
     figures = wk / "figures"
     failures = 0
-    for name, params in (("report", {"prefix": f"{sp.name}-", "figures_dir": str(figures), "analyses": False}),
-                         ("study", {"figures_dir": str(figures)})):
+    # ranked lists of the first trunk every operator was applied to (the baseline's first seed)
+    shown = min((j for j in expand(sp) if j.variant == study.trunk_variant), key=lambda j: j.seed)
+    notebooks = (("report", {"prefix": f"{sp.name}-", "figures_dir": str(figures), "analyses": False}),
+                 ("study", {"figures_dir": str(figures)}),
+                 ("ranked_lists", {"run_dir": str(wk / "runs" / shown.run_id), "queries": 8, "topk": 10}))
+    for name, params in notebooks:
         t0 = time.monotonic()
         try:
             out = run_notebook(name, params, results_dir=wk, log_output=False)
@@ -395,7 +400,8 @@ def _cmd_main(a: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
-             "synth": _cmd_synth, "eval": _cmd_eval, "rank": _cmd_rank, "main": _cmd_main, "tensorboard": _cmd_tensorboard}
+             "synth": _cmd_synth, "eval": _cmd_eval, "rank": _cmd_rank, "main": _cmd_main,
+             "tensorboard": _cmd_tensorboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -155,9 +155,14 @@ def test_main_job_trains_studies_and_publishes_only_on_success(tmp_path, monkeyp
     for f in ("summary.md", "study_operators.md", "study_corruption.md", "study_cosine.md"):
         assert (res / "tables" / f).exists(), f
     for f in ("curves.png", "study_tau.png", "study_corruption.png", "study_oracle_gap.png", "study_weights.png",
-              "study_cosine_lag.png", "study_correlation.png"):
+              "study_cosine_lag.png", "study_correlation.png", "ranked_fusion-mean-s0_worst.png",
+              "ranked_fusion-mean-s0_best.png"):
         assert (res / "figures" / f).exists(), f
+    assert (res / "tables" / "ranked_fusion-mean-s0.csv").exists()
     assert "committed table" not in (res / "tables" / "summary.md").read_text()
+    # every published run carries its TensorBoard event file; kernel logs stay in the work folder
+    assert all((r / "events.out.tfevents.reidlab").is_file() for r in (res / "runs").iterdir())
+    assert not list(res.rglob("*.kernel.log")) and list((tmp_path / "wk").rglob("*.kernel.log"))
 
 
 def test_study_names_a_missing_checkpoint(tmp_path):
