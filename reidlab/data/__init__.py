@@ -9,6 +9,7 @@ Public API (see COMMON contracts)::
     sample_frames, dense_chunks, PKSampler
     VideoTrainDataset, VideoTestDataset, ImageDataset, FrameCache, read_image
     build_train_loader, build_test_loader
+    check_dataset, CheckReport, PublishedStats, SplitCounts  a dataset folder vs its published statistics
 
 The synthetic world itself: ``reidlab.data.synthetic`` (generate_world, ensure_world, main, render_gallery).
 
@@ -26,6 +27,10 @@ from reidlab.data.datasets import DATASET_KINDS, DATASETS, DatasetFormatError, b
 from reidlab.data.records import CORRUPTION_KINDS, ReIDDataset, Sample, Tracklet
 
 _LAZY = {
+    "CheckReport": "reidlab.data.check",
+    "PublishedStats": "reidlab.data.check",
+    "SplitCounts": "reidlab.data.check",
+    "check_dataset": "reidlab.data.check",
     "DEFAULT_SYNTHETIC_ROOT": "reidlab.data.synthetic",
     "default_synthetic_root": "reidlab.data.synthetic",
     "FrameCache": "reidlab.data.loading",
@@ -46,6 +51,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
+    from reidlab.data.check import CheckReport, PublishedStats, SplitCounts, check_dataset
     from reidlab.data.loading import (
         FrameCache,
         ImageDataset,
@@ -82,4 +88,5 @@ __all__ = [
     "sample_frames", "dense_chunks", "PKSampler", "SAMPLING_MODES",
     "VideoTrainDataset", "VideoTestDataset", "ImageDataset", "FrameCache", "read_image",
     "build_train_loader", "build_test_loader", "default_workers",
+    "check_dataset", "CheckReport", "PublishedStats", "SplitCounts",
 ]
