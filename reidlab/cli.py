@@ -10,6 +10,7 @@
     rank RUN_DIR [--topk 10] [--queries 12] [--order worst|best|random|first-match] [--out PNG] [--csv CSV]
                                       ranked lists of a run's queries (figure + CSV), worst queries first
     tensorboard [--runs DIR]          (re)write TensorBoard event files of stored runs from their records
+    check-data NAME ROOT [--workers N] [--no-decode] [--max-listed N]   a dataset vs its published statistics
     main [--quick] [--jobs N]         the main job: fusion sweep -> study -> tables -> notebooks -> publish
 
 Exit codes: 0 success, 1 a run/cell failed, 2 bad arguments or parameters (nothing was run).
@@ -115,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tensorboard", help="(re)write the TensorBoard event files of stored runs from their records")
     p.add_argument("--runs", default=None, help="runs folder (default <results>/runs)")
     p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results)")
+
+    p = sub.add_parser("check-data", help="compare a dataset folder with its published statistics and decode "
+                                          "every image (reidlab.data.check); exit 1 on any mismatch")
+    p.add_argument("name", help="dataset name (mars, market1501, dukemtmcreid, msmt17, ilidsvid, prid2011, "
+                                "dukemtmcvidreid)")
+    p.add_argument("root", help="the dataset folder or its parent")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: available cores)")
+    p.add_argument("--no-decode", action="store_true", help="only check that files exist and are not empty")
+    p.add_argument("--max-listed", type=int, default=20, help="defective files listed by name (default 20)")
 
     p = sub.add_parser("main", help="the main job: fusion sweep, tables, diagnostics notebooks")
     p.add_argument("--spec", default=MAIN_SPEC, help=f"study spec (default {MAIN_SPEC}; names its sweep)")
@@ -281,6 +291,25 @@ def _cmd_tensorboard(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_data(a: argparse.Namespace) -> int:
+    from reidlab.data.check import PUBLISHED, check_dataset
+    from reidlab.suggest import did_you_mean
+
+    if a.name not in PUBLISHED:
+        _err(f"unknown dataset {a.name!r}{did_you_mean(a.name, PUBLISHED)}; expected one of {sorted(PUBLISHED)}")
+        return 2
+    if (a.workers is not None and a.workers < 1) or a.max_listed < 0:
+        _err(f"--workers must be >= 1 and --max-listed >= 0, got {a.workers} and {a.max_listed}")
+        return 2
+    try:
+        report = check_dataset(a.name, a.root, workers=a.workers, decode=not a.no_decode)
+    except FileNotFoundError as e:
+        _err(str(e))
+        return 2
+    print(report.format(max_listed=a.max_listed))
+    return 0 if report.ok else 1
+
+
 def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED) -> list[Path]:
     """Copy the main job's records from ``work`` into ``results``: every ``parts`` folder is rebuilt next
     to its target and swapped in by renames, so ``results`` holds either the old or the new copy, never a
@@ -401,7 +430,7 @@ def _cmd_main(a: argparse.Namespace) -> int:
 
 _COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
              "synth": _cmd_synth, "eval": _cmd_eval, "rank": _cmd_rank, "main": _cmd_main,
-             "tensorboard": _cmd_tensorboard}
+             "tensorboard": _cmd_tensorboard, "check-data": _cmd_check_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
