@@ -131,3 +131,13 @@ def test_training_writes_the_event_file_each_epoch(tmp_path):
     scalars = assert_events_match_records(rec.run_dir)
     assert [s for s, _ in scalars["eval/mAP"]] == [1, 2]
     assert {"train/loss", "train/lr", "train/frames_per_s", "eval/rank1"} <= set(scalars)
+
+
+COMMITTED_RUNS = Path(__file__).resolve().parents[1] / "results" / "runs"
+
+
+@pytest.mark.parametrize("run_dir", sorted(p for p in COMMITTED_RUNS.glob("*") if p.is_dir()), ids=lambda p: p.name)
+def test_committed_runs_have_event_files_matching_their_records(run_dir):
+    """What `tensorboard --logdir results/runs` shows for the main job's published runs is their records."""
+    assert (run_dir / EVENT_FILE).is_file(), f"{run_dir}: no TensorBoard event file"
+    assert_events_match_records(run_dir)
