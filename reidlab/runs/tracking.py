@@ -115,6 +115,8 @@ def write_tensorboard(run_dir: str | Path) -> Path | None:
     if not ((run_dir / "epochs.csv").is_file() or (run_dir / "metrics.csv").is_file()):
         return None
     target = run_dir / EVENT_FILE
+    # Not reidlab.atomic.atomic_write_bytes: its temp name (".<name>.XXXX.tmp") would contain "tfevents",
+    # and a TensorBoard watching the folder reads any such file, half-written ones included.
     fd, tmp = tempfile.mkstemp(prefix=".events-", suffix=".tmp", dir=run_dir)
     try:
         with os.fdopen(fd, "wb") as f:
