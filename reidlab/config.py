@@ -83,8 +83,11 @@ class OFConfig:
     name: str = "none"  # svdo | svdo_exact | so | srip | none
     beta: float = 1e-6
     exponent: int = 1
-    start_epoch: int = 0  # 0-based epoch from which the term is added
+    start_epoch: int = 0  # 0-based epoch from which the term is added (released ABD-Net code: 23)
     n_iter: int = 2  # power iterations
+    grad: str = "fixed_vectors"  # fixed_vectors | unrolled (backprop through every iteration, as the released code)
+    taps: str = "trunk"  # trunk: shallow map + raw res_conv_5 map | released: shallow + per-stripe maps around CAM/PAM
+    shallow_weight: float = 1.0  # multiplier of the shallow tap's term (released code: 0.01)
 
 
 @dataclass
@@ -97,6 +100,10 @@ class OWConfig:
     start_epoch: int = 0
     side: str = "rows"  # rows | smaller (Gram of the smaller side of an expanding conv)
     n_iter: int = 2
+    grad: str = "fixed_vectors"  # fixed_vectors | unrolled (backprop through every iteration, as the released code)
+    scope: str = "all"  # all convs of the model | backbone (trunk + layer4 copies) | stem (conv1 only: what the released code's module walk reached)
+    reduction: str = "sum"  # sum | mean of the per-layer terms
+    factor: float = 1.0  # constant multiplier (released code: 10, i.e. beta * 10 * gap^2)
 
 
 @dataclass
@@ -121,8 +128,9 @@ class OptimConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9  # sgd only
     warmup_epochs: float = 1.0  # may be fractional; the ramp is per step
-    schedule: str = "cosine"  # cosine | step | constant
+    schedule: str = "cosine"  # cosine | step | multistep | constant
     step_size: int = 40  # step schedule: multiply by gamma every step_size epochs
+    milestones: list = field(default_factory=list)  # multistep: 0-based epochs at which lr is multiplied by gamma, e.g. [20, 40]
     gamma: float = 0.1
 
 
@@ -266,8 +274,13 @@ _CHOICES: dict[str, tuple] = {
     "data.sampling": ("evenly", "random", "restricted_random"),
     "model.task": ("video", "image"),
     "loss.ow.side": ("rows", "smaller"),
+    "loss.ow.grad": ("fixed_vectors", "unrolled"),
+    "loss.ow.scope": ("all", "backbone", "stem"),
+    "loss.ow.reduction": ("sum", "mean"),
+    "loss.of.grad": ("fixed_vectors", "unrolled"),
+    "loss.of.taps": ("trunk", "released"),
     "optim.name": ("adam", "sgd"),
-    "optim.schedule": ("cosine", "step", "constant"),
+    "optim.schedule": ("cosine", "step", "multistep", "constant"),
     "train.amp_dtype": ("auto", "bf16", "fp16"),
     "eval.metric": ("euclidean", "cosine"),
     "eval.ap_mode": ("toolbox", "official"),
@@ -294,6 +307,8 @@ _MINIMA: dict[str, float] = {
     "loss.ow.beta": 0.0,
     "loss.ow.start_epoch": 0,
     "loss.ow.n_iter": 1,
+    "loss.ow.factor": 0.0,
+    "loss.of.shallow_weight": 0.0,
     "optim.lr": 0.0,
     "optim.weight_decay": 0.0,
     "optim.momentum": 0.0,
@@ -397,6 +412,11 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(
             f"config key 'train.fixbase_epochs' ({cfg.train.fixbase_epochs}) exceeds train.epochs ({cfg.train.epochs})"
         )
+    ms = cfg.optim.milestones
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in ms) or list(ms) != sorted(set(ms)):
+        raise ConfigError(f"config key 'optim.milestones' must be increasing non-negative ints (0-based epochs); got {ms!r}")
+    if cfg.optim.schedule == "multistep" and not ms:
+        raise ConfigError("config key 'optim.milestones' must list epochs when optim.schedule is 'multistep'")
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N; got {dev!r}")

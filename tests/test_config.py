@@ -125,3 +125,22 @@ def test_validate_catches_mutation_and_files_errors(tmp_path):
 def test_run_dir():
     c = RunConfig().override({"run_id": "r", "results_dir": "out/runs"})
     assert str(c.run_dir).replace("\\", "/") == "out/runs/r"
+
+
+def test_multistep_schedule_and_its_checks():
+    from reidlab.engine.builders import lr_factor
+
+    cfg = RunConfig.from_dict({"train": {"epochs": 60}, "optim": {"schedule": "multistep", "milestones": [20, 40],
+                                                                  "warmup_epochs": 0, "gamma": 0.1}})
+    assert [lr_factor(e, 0, 10, cfg) for e in (0, 19, 20, 39, 40, 59)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    with pytest.raises(ConfigError, match="optim.milestones"):
+        RunConfig.from_dict({"optim": {"schedule": "multistep"}})
+    with pytest.raises(ConfigError, match="optim.milestones"):
+        RunConfig.from_dict({"optim": {"milestones": [40, 20]}})
+
+
+@pytest.mark.parametrize("key,bad", [("loss.ow.scope", "layer4"), ("loss.ow.reduction", "max"),
+                                     ("loss.of.taps", "all"), ("loss.of.grad", "exact"), ("loss.ow.grad", "x")])
+def test_abd_fidelity_switches_are_checked(key, bad):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        RunConfig().override({key: bad})

@@ -222,7 +222,8 @@ def lr_factor(epoch: int, step: int, steps_per_epoch: int, cfg: RunConfig) -> fl
     """Multiplier of ``optim.lr`` at (0-based) ``epoch`` and ``step``.
 
     Linear warm-up from 0.1 to 1 over ``warmup_epochs`` (per step), then cosine decay to 0 over the
-    remaining epochs (per step) or step decay (``gamma`` every ``step_size`` epochs), or constant.
+    remaining epochs (per step), step decay (``gamma`` every ``step_size`` epochs), multistep decay (``gamma`` at
+    each of ``milestones``, 0-based epochs, as torch's MultiStepLR), or constant.
     """
     o = cfg.optim
     t = epoch + step / max(steps_per_epoch, 1)  # fractional epoch
@@ -233,6 +234,8 @@ def lr_factor(epoch: int, step: int, steps_per_epoch: int, cfg: RunConfig) -> fl
         return 0.5 * (1.0 + math.cos(math.pi * min((t - o.warmup_epochs) / span, 1.0)))
     if o.schedule == "step":
         return o.gamma ** (epoch // o.step_size)
+    if o.schedule == "multistep":
+        return o.gamma ** sum(epoch >= m for m in o.milestones)
     return 1.0
 
 
