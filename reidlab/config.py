@@ -88,6 +88,7 @@ class OFConfig:
     grad: str = "fixed_vectors"  # fixed_vectors | unrolled (backprop through every iteration, as the released code)
     taps: str = "trunk"  # trunk: shallow map + raw res_conv_5 map | released: shallow + per-stripe maps around CAM/PAM
     shallow_weight: float = 1.0  # multiplier of the shallow tap's term (released code: 0.01)
+    factor: float = 1.0  # constant multiplier (released code: sum / (B / 32) = 32 x the per-sample mean)
 
 
 @dataclass
@@ -309,6 +310,7 @@ _MINIMA: dict[str, float] = {
     "loss.ow.n_iter": 1,
     "loss.ow.factor": 0.0,
     "loss.of.shallow_weight": 0.0,
+    "loss.of.factor": 0.0,
     "optim.lr": 0.0,
     "optim.weight_decay": 0.0,
     "optim.momentum": 0.0,

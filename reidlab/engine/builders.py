@@ -148,20 +148,31 @@ class Losses:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(total loss (), parts (5,) detached, in LOSS_PARTS order)`` of a training forward pass.
 
-        ``out`` is the model's training output (dict with ``logits`` (B, C), ``features`` (B, D) and
-        optionally ``of_taps``); O.F. / O.W. join from their ``start_epoch`` (0-based ``epoch``).
+        ``out`` is the model's training output (dict with ``logits`` (B, C), ``features`` (B, D) -- or lists of
+        them, one per part, averaged -- and optionally ``of_taps`` / ``of_positions``, the latter used when
+        ``loss.of.taps`` is "released"); O.F. / O.W. join from their ``start_epoch`` (0-based ``epoch``).
         """
         lc = cfg.loss
         zero = torch.zeros((), device=device)
         if not isinstance(out, dict):
             raise TypeError(f"model in training mode must return a dict with logits/features, got {type(out).__name__}")
-        ce = self.ce(out["logits"].float(), pids) if lc.ce > 0 else zero
-        tri = self.triplet(out["features"].float(), pids) if lc.triplet > 0 else zero
+        logits, feats = out["logits"], out["features"]
+        if isinstance(logits, (list, tuple)):  # a classifier per part (ABD neck="parts"): average the terms
+            ce = torch.stack([self.ce(lg.float(), pids) for lg in logits]).mean() if lc.ce > 0 else zero
+            tri = torch.stack([self.triplet(f.float(), pids) for f in feats]).mean() if lc.triplet > 0 else zero
+        else:
+            ce = self.ce(logits.float(), pids) if lc.ce > 0 else zero
+            tri = self.triplet(feats.float(), pids) if lc.triplet > 0 else zero
         of = zero
         if self.of is not None and epoch >= lc.of.start_epoch:
-            taps = out.get("of_taps") or []
-            if taps:
-                of = self.of([t.float() for t in taps])
+            if lc.of.taps == "released":
+                maps = out.get("of_positions") or {}
+                if maps:
+                    of = self.of.positions({k: [t.float() for t in v] for k, v in maps.items()})
+            else:
+                taps = out.get("of_taps") or []
+                if taps:
+                    of = self.of([t.float() for t in taps])
         ow = self.ow() if self.ow is not None and epoch >= lc.ow.start_epoch else zero
         total = lc.ce * ce + lc.triplet * tri + of + ow
         return total, torch.stack([total.detach(), ce.detach(), tri.detach(), of.detach(), ow.detach()])
@@ -196,10 +207,12 @@ def build_losses(cfg: RunConfig, model: nn.Module, num_classes: int) -> Losses:
     lc = cfg.loss
     of = ow = None
     if lc.of.name != "none":
-        of = L.FeatureOrthogonality(name=lc.of.name, beta=lc.of.beta, exponent=lc.of.exponent, n_iter=lc.of.n_iter)
+        of = L.FeatureOrthogonality(name=lc.of.name, beta=lc.of.beta, exponent=lc.of.exponent, n_iter=lc.of.n_iter,
+                                    grad=lc.of.grad, shallow_weight=lc.of.shallow_weight, factor=lc.of.factor)
     if lc.ow.name != "none":
         ow = L.WeightOrthogonality(
-            model, name=lc.ow.name, beta=lc.ow.beta, exponent=lc.ow.exponent, side=lc.ow.side, n_iter=lc.ow.n_iter
+            model, name=lc.ow.name, beta=lc.ow.beta, exponent=lc.ow.exponent, side=lc.ow.side, n_iter=lc.ow.n_iter,
+            grad=lc.ow.grad, scope=lc.ow.scope, reduction=lc.ow.reduction, factor=lc.ow.factor,
         )
     return Losses(
         ce=L.CrossEntropyLabelSmooth(num_classes, epsilon=lc.label_smooth),

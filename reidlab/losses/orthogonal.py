@@ -367,23 +367,54 @@ def _gram_side(rows: int, cols: int, side: str) -> str:
     return "columns" if (side == "smaller" and rows > cols) else "rows"
 
 
-class WeightOrthogonality:
-    """O.W.: beta * sum over EVERY nn.Conv2d of d(W)^exponent, W reshaped O x (C*k*k).
+OW_SCOPES = ("all", "backbone", "stem")
+REDUCTIONS = ("sum", "mean")
 
-    Layers are found with ``model.modules()`` (all nesting levels, incl. ResNet downsample convs), not only
-    inside nn.Sequential. Equally shaped weights are stacked and regularised with one batched product per
-    power-iteration step. Call with no arguments: ``loss_ow = ow()`` (already multiplied by beta).
+
+def _scoped_convs(model: nn.Module, scope: str) -> list[tuple[str, nn.Conv2d]]:
+    """(name, conv) of the model's nn.Conv2d layers within ``scope`` (see WeightOrthogonality)."""
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if scope == "all":
+        return convs
+    if not hasattr(model, "trunk_modules"):
+        raise ValueError(f"O.W. scope {scope!r} needs a reidlab model with trunk_modules(); "
+                         f"got {type(model).__name__} (use scope='all')")
+    trunk = model.trunk_modules()
+    if scope == "stem":
+        first = next((m for m in trunk[0].modules() if isinstance(m, nn.Conv2d)), None)
+        return [(n, m) for n, m in convs if m is first]
+    keep = {id(m) for t in trunk for m in t.modules() if isinstance(m, nn.Conv2d)}
+    return [(n, m) for n, m in convs if id(m) in keep]
+
+
+class WeightOrthogonality:
+    """O.W.: beta * factor * reduce over the scoped nn.Conv2d layers of d(W)^exponent, W reshaped O x (C*k*k).
+
+    scope: "all" (default) every nn.Conv2d at any nesting level -- ResNet downsample convs and, for ABD-Net,
+    the reduce, sum, DANet-head and PAM q/k/v convs outside the backbone (68 layers for ResNet-50 ABD);
+    "backbone": the convs of ``model.trunk_modules()`` (trunk and the branches' layer4 copies); "stem": the
+    first conv of the trunk only -- all that the released ABD-Net code's module walk reaches (it recurses into
+    nn.Sequential but not into ResNet blocks). reduction: "sum" or "mean" over those layers. factor: constant
+    multiplier (the released code computes beta * 10 * (lambda_max - lambda_min)^2: factor 10, exponent 2).
+    Equally shaped weights are stacked and regularised with one batched product per power-iteration step.
+    Call with no arguments: ``loss_ow = ow()`` (already multiplied by beta and factor).
     """
 
     def __init__(self, model: nn.Module, name: str = "svdo", beta: float = 1e-3, exponent: float = 2,
                  side: str = "rows", n_iter: int = 2, grad: str = "fixed_vectors",
-                 chunk_bytes: int | None = None) -> None:
+                 chunk_bytes: int | None = None, scope: str = "all", reduction: str = "sum",
+                 factor: float = 1.0) -> None:
         _check_common(name, beta, exponent, side, n_iter, grad)
+        if scope not in OW_SCOPES:
+            raise ValueError(f"O.W. scope must be one of {OW_SCOPES}, got {scope!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"O.W. reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if not factor >= 0:
+            raise ValueError(f"O.W. factor must be >= 0, got {factor!r}")
         self.name, self.beta, self.exponent = name, float(beta), exponent
         self.side, self.n_iter, self.grad = side, n_iter, grad
-        self.layers: list[tuple[str, nn.Conv2d]] = [
-            (n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
-        ]
+        self.scope, self.reduction, self.factor = scope, reduction, float(factor)
+        self.layers: list[tuple[str, nn.Conv2d]] = _scoped_convs(model, scope)
         groups: OrderedDict[tuple[int, int], list[int]] = OrderedDict()
         for i, (_, conv) in enumerate(self.layers):
             w = conv.weight
@@ -430,7 +461,9 @@ class WeightOrthogonality:
         total = torch.zeros((), device=dev)
         for _, d in self._group_distances():
             total = total + d.pow(self.exponent).sum()
-        return self.beta * total
+        if self.reduction == "mean":
+            total = total / len(self.layers)
+        return (self.beta * self.factor) * total
 
     @torch.no_grad()
     def layer_distances(self) -> dict[str, float]:
@@ -451,52 +484,89 @@ class WeightOrthogonality:
         return {
             "class": type(self).__name__, "name": self.name, "beta": self.beta, "exponent": self.exponent,
             "side": self.side, "n_iter": self.n_iter, "grad": self.grad, "num_layers": self.num_layers,
+            "scope": self.scope, "reduction": self.reduction, "factor": self.factor,
             "num_groups": len(self.groups), "num_chunks": len(self.chunks()), "gram_side_counts": sides,
             "layers_with_more_rows_than_columns": deficient,
-            "matrix": "O x (C*k*k) per nn.Conv2d (all modules)",
+            "matrix": f"O x (C*k*k) per nn.Conv2d (scope {self.scope})",
         }
 
 
-class FeatureOrthogonality:
-    """O.F.: beta * sum over taps of reduce_b d(F_b)^exponent, F_b the C x (H*W) map of sample b.
+OF_POSITIONS = ("intermediate", "before", "cam", "pam", "after")
 
-    ``reduction="mean"`` averages over samples (batch-size independent). The published ABD-Net code uses
-    sum / (B / 32) = 32 x mean with exponent 1; pass beta accordingly to match it.
+
+class FeatureOrthogonality:
+    """O.F.: beta * factor * sum over taps of w_tap * reduce_b d(F_b)^exponent, F_b the C x (H*W) map of sample b.
+
+    ``reduction="mean"`` averages over samples (batch-size independent). ``shallow_weight`` is w of the first
+    (shallow) tap; the others have w = 1. The released ABD-Net code (torchreid/losses/of_penalty.py) uses
+    sum / (B / 32) = 32 x mean (factor 32), exponent 1, shallow weight 0.01, and the per-stripe positions
+    of `positions` instead of the raw res_conv_5 map.
     """
 
     def __init__(self, name: str = "svdo", beta: float = 1e-6, exponent: float = 1, n_iter: int = 2,
-                 side: str = "rows", grad: str = "fixed_vectors", reduction: str = "mean") -> None:
+                 side: str = "rows", grad: str = "fixed_vectors", reduction: str = "mean",
+                 shallow_weight: float = 1.0, factor: float = 1.0) -> None:
         _check_common(name, beta, exponent, side, n_iter, grad)
-        if reduction not in ("mean", "sum"):
+        if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        if not shallow_weight >= 0 or not factor >= 0:
+            raise ValueError(f"shallow_weight and factor must be >= 0, got {shallow_weight!r}, {factor!r}")
         self.name, self.beta, self.exponent = name, float(beta), exponent
         self.side, self.n_iter, self.grad, self.reduction = side, n_iter, grad, reduction
+        self.shallow_weight, self.factor = float(shallow_weight), float(factor)
         self.last_taps: list[dict] = []
 
+    def _term(self, t: Tensor, what: str, info: list[dict]) -> Tensor | None:
+        if t.dim() != 4:
+            raise ValueError(f"O.F. {what} must be (B, C, H, W), got shape {tuple(t.shape)}")
+        B, C, H, W = t.shape
+        info.append({"tap": what, "shape": [C, H * W], "gram": _gram_side(C, H * W, self.side),
+                     "rank_deficient_rows": C > H * W})
+        if self.name == "none" or self.beta == 0:
+            return None
+        v = _distances(self.name, t.reshape(B, C, H * W), self.n_iter, self.side, self.grad).pow(self.exponent)
+        return v.mean() if self.reduction == "mean" else v.sum()
+
     def __call__(self, taps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        """taps: [shallow map, further maps ...] each (B, C, H, W) -> scalar loss."""
         if isinstance(taps, Tensor):
             taps = [taps]
         if len(taps) == 0:
             return torch.zeros(())
-        info = []
+        info: list[dict] = []
         total = torch.zeros((), device=taps[0].device)
         for i, t in enumerate(taps):
-            if t.dim() != 4:
-                raise ValueError(f"O.F. tap {i} must be (B, C, H, W), got shape {tuple(t.shape)}")
-            B, C, H, W = t.shape
-            info.append({"shape": [C, H * W], "gram": _gram_side(C, H * W, self.side),
-                         "rank_deficient_rows": C > H * W})
-            if self.name == "none" or self.beta == 0:
-                continue
-            d = _distances(self.name, t.reshape(B, C, H * W), self.n_iter, self.side, self.grad)
-            v = d.pow(self.exponent)
-            total = total + (v.mean() if self.reduction == "mean" else v.sum())
+            v = self._term(t, f"tap {i}", info)
+            if v is not None:
+                total = total + (self.shallow_weight if i == 0 else 1.0) * v
         self.last_taps = info
-        return self.beta * total
+        return (self.beta * self.factor) * total
+
+    def positions(self, maps: dict[str, list[Tensor]]) -> Tensor:
+        """The released code's O.F.: maps {"intermediate": [shallow map], "before"/"cam"/"pam"/"after": one map
+        per stripe}; each position's term is averaged over its maps (stripes), "intermediate" weighted by
+        shallow_weight, positions summed -> scalar loss."""
+        unknown = sorted(set(maps) - set(OF_POSITIONS))
+        if unknown:
+            raise ValueError(f"unknown O.F. positions {unknown}; expected a subset of {OF_POSITIONS}")
+        info: list[dict] = []
+        total: Tensor | None = None
+        for key in OF_POSITIONS:
+            ts = maps.get(key) or []
+            vals = [v for v in (self._term(t, f"{key}[{j}]", info) for j, t in enumerate(ts)) if v is not None]
+            if not vals:
+                continue
+            v = torch.stack(vals).mean() * (self.shallow_weight if key == "intermediate" else 1.0)
+            total = v if total is None else total + v
+        self.last_taps = info
+        if total is None:
+            return torch.zeros(())
+        return (self.beta * self.factor) * total
 
     def describe(self) -> dict:
         return {
             "class": type(self).__name__, "name": self.name, "beta": self.beta, "exponent": self.exponent,
             "side": self.side, "n_iter": self.n_iter, "grad": self.grad, "reduction": self.reduction,
+            "shallow_weight": self.shallow_weight, "factor": self.factor,
             "matrix": "C x (H*W) per sample", "last_taps": self.last_taps,
         }

@@ -205,10 +205,12 @@ class ReIDModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> dict | Tensor:
-        f, taps, _ = self.encode(x, want_aux=False)
+        f, taps, aux = self.encode(x, want_aux=False)
         if self.training:
+            # logits/features are lists (one per part) when the neck classifies parts (ABD neck="parts")
             logits, feat = self.neck(f)
-            return {"logits": logits, "features": feat, "of_taps": taps}
+            return {"logits": logits, "features": feat, "of_taps": taps,
+                    "of_positions": aux.get("of_positions", {})}
         return self.neck(f)
 
     @torch.no_grad()

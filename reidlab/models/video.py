@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .abd import ABDEncoder
+from .abd import ABDEncoder, build_abd_neck
 from .backbones import BNNeck, ReIDModel, build_trunk
 from .fusion import build_fusion
 
@@ -45,7 +45,7 @@ class VideoReIDModel(ReIDModel):
                              f"fusions are supported (ABD yields an embedding per frame)")
         self.is_abd = abd is not None
         self.embedding_dim = dim
-        self.neck = BNNeck(dim, num_classes)
+        self.neck = build_abd_neck(self.encoder, dim, num_classes) if abd is not None else BNNeck(dim, num_classes)
 
     def encode(self, x: Tensor, want_aux: bool = False) -> tuple[Tensor, list[Tensor], dict]:
         if x.dim() != 5:
