@@ -76,7 +76,7 @@ def test_released_model_path_parts_neck_and_raw_test_feature(task):
     out = m(x)
     assert len(out["logits"]) == 3 and all(lg.shape[-1] == 5 for lg in out["logits"])
     assert [f.shape[-1] for f in out["features"]] == [32, 32, 32]
-    assert set(out["of_positions"]) == {"intermediate", "before", "cam", "pam", "after"}
+    assert set(out["of_positions"]) == {"intermediate", "before", "cam", "pam", "after", "res_conv_5"}
     assert all(len(out["of_positions"][k]) == 2 for k in ("before", "cam", "pam", "after"))  # one per stripe
     m.eval()
     with torch.no_grad():

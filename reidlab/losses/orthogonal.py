@@ -546,6 +546,7 @@ class FeatureOrthogonality:
         """The released code's O.F.: maps {"intermediate": [shallow map], "before"/"cam"/"pam"/"after": one map
         per stripe}; each position's term is averaged over its maps (stripes), "intermediate" weighted by
         shallow_weight, positions summed -> scalar loss."""
+        maps = {k: v for k, v in maps.items() if k != "res_conv_5"}  # reidlab's "trunk" tap, not a released position
         unknown = sorted(set(maps) - set(OF_POSITIONS))
         if unknown:
             raise ValueError(f"unknown O.F. positions {unknown}; expected a subset of {OF_POSITIONS}")

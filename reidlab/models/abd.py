@@ -255,8 +255,8 @@ class ABDEncoder(nn.Module):
     def forward(self, x: Tensor, want_aux: bool = False) -> tuple[Tensor, list[Tensor], dict]:
         """-> (embedding (B, D), of_taps [shallow map (B, C1, H/4, W/4), res_conv_5 map (B, C4, h, w)] if
         of_taps else [], aux {"attention": {"cam": [...], "pam": [...], "shallow_cam": [...]},
-        "of_positions" (of_taps only): {"intermediate": [shallow map], "before"/"cam"/"pam"/"after": per stripe
-        (B, d, h_s, w)}})."""
+        "of_positions" (of_taps or want_aux): {"intermediate": [shallow map], "before"/"cam"/"pam"/"after": per
+        stripe (B, d, h_s, w), "res_conv_5": [attention branch's layer4 map]}})."""
         if x.dim() != 4:
             raise ValueError(f"ABD encoder expects (B, C, H, W), got shape {tuple(x.shape)}")
         t = self.trunk
@@ -267,7 +267,8 @@ class ABDEncoder(nn.Module):
             if want_aux:
                 att["shallow_cam"].append(S)
         taps = [y] if self.options["of_taps"] else []
-        positions: dict[str, list[Tensor]] = {"intermediate": [y]} if self.options["of_taps"] else {}
+        collect = self.options["of_taps"] or want_aux  # the O.F. positions, also for diagnostics (want_aux)
+        positions: dict[str, list[Tensor]] = {"intermediate": [y]} if collect else {}
         y = t.layer3(t.layer2(y))
         feats = []
         for name, branch in self.branches.items():
@@ -279,7 +280,9 @@ class ABDEncoder(nn.Module):
                 att["pam"] += maps["pam"]
                 if self.options["of_taps"]:
                     taps.append(m)
+                if collect:
                     positions.update({k: v for k, v in outs.items() if v})
+                    positions["res_conv_5"] = [m]
             feats.append(f)
         aux: dict = {"attention": att}
         if positions:
