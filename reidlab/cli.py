@@ -11,6 +11,9 @@
                                       ranked lists of a run's queries (figure + CSV), worst queries first
     tensorboard [--runs DIR]          (re)write TensorBoard event files of stored runs from their records
     check-data NAME ROOT [--workers N] [--no-decode] [--max-listed N]   a dataset vs its published statistics
+    recipe NAME --root DATA_ROOT --weights RESNET.pth [--variant V] [--results DIR] [-o key=value]...
+          [--run-id ID] [--shrink] [--force] [--dry-run]     a run with a published target (reidlab.recipes)
+    recipe --list                     the recipes, their targets and protocols
     main [--quick] [--jobs N]         the main job: fusion sweep -> study -> tables -> notebooks -> publish
 
 Exit codes: 0 success, 1 a run/cell failed, 2 bad arguments or parameters (nothing was run).
@@ -125,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: available cores)")
     p.add_argument("--no-decode", action="store_true", help="only check that files exist and are not empty")
     p.add_argument("--max-listed", type=int, default=20, help="defective files listed by name (default 20)")
+
+    p = sub.add_parser("recipe", help="train a recipe with a published target (recipes/NAME.yaml), given a "
+                                      "dataset root and a local ImageNet weight file; reports the last epoch")
+    p.add_argument("name", nargs="?", help="recipe name (see --list) or a recipe .yaml file")
+    p.add_argument("--list", action="store_true", help="list the recipes with their targets and protocols")
+    p.add_argument("--root", help="dataset folder (e.g. the MARS or Market-1501 folder; never downloaded)")
+    p.add_argument("--weights", help="local torchvision ImageNet state-dict file of the recipe's backbone "
+                                     "(e.g. resnet50.pth; never downloaded)")
+    p.add_argument("--variant", help="one of the recipe's variants (e.g. abdnet_market1501's 'paper')")
+    p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results); the run goes to "
+                                     "<results>/runs/<run_id>")
+    p.add_argument("--run-id", help="run id (default: the recipe name, plus -VARIANT)")
+    p.add_argument("-o", "--override", action="append", metavar="KEY=VALUE", default=[],
+                   help="config override, dotted key, YAML value (repeatable), e.g. -o train.device=cuda:1")
+    p.add_argument("--shrink", action="store_true",
+                   help="smoke run: ResNet-18, tiny images, 1-2 steps (numbers meaningless; needs resnet18 weights)")
+    p.add_argument("--force", action="store_true", help="discard a finished run of the same id and train again")
+    p.add_argument("--dry-run", action="store_true", help="print the recipe and its resolved config; train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("main", help="the main job: fusion sweep, tables, diagnostics notebooks")
     p.add_argument("--spec", default=MAIN_SPEC, help=f"study spec (default {MAIN_SPEC}; names its sweep)")
@@ -310,6 +332,54 @@ def _cmd_check_data(a: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_recipe(a: argparse.Namespace) -> int:
+    import json
+
+    from reidlab.config import ConfigError
+    from reidlab.recipes import RecipeError, list_recipes, load_recipe, parse_override, recipe_config, run_recipe
+
+    if a.list:
+        for name in list_recipes():
+            try:
+                print(load_recipe(name).describe())
+            except RecipeError as e:
+                print(f"{name}: BROKEN ({e})")
+        return 0
+    if not a.name:
+        _err("give a recipe name (reidlab recipe --list shows them)")
+        return 2
+    try:
+        recipe = load_recipe(a.name)
+        overrides = dict(parse_override(o) for o in a.override)
+        if a.dry_run:
+            cfg = recipe_config(recipe, a.root or "<DATA_ROOT>", a.weights or "<WEIGHTS>", variant=a.variant,
+                                overrides=overrides, run_id=a.run_id, shrink=a.shrink)
+            print(recipe.describe())
+            print(cfg.to_json(), end="")
+            return 0
+        if not a.root or not a.weights:
+            _err(f"recipe {recipe.name!r} needs --root DATA_ROOT and --weights FILE (a local ImageNet state dict)")
+            return 2
+        print(recipe.describe(), flush=True)
+        record, report = run_recipe(recipe.path, a.root, a.weights, results=a.results, variant=a.variant,
+                                    overrides=overrides, run_id=a.run_id, shrink=a.shrink, force=a.force,
+                                    progress=not a.quiet)
+    except (RecipeError, ConfigError, FileNotFoundError, ValueError) as e:
+        _err(str(e))
+        return 2
+    got = report["reported"]
+    if got is None:
+        _err(f"{record.run_dir}: no evaluated epoch (state {report['state']!r})")
+        return 1
+    print(f"{record.run_dir}: last epoch {got['epoch']}: mAP {got['mAP']:.2f}  Rank-1 {got['rank1']:.2f}"
+          + (f"  Rank-5 {got['rank5']:.2f}" if "rank5" in got else "")
+          + f"\n  target: {report['target_label']}"
+          + ("\n  (shrunk smoke run: the numbers mean nothing)" if a.shrink else ""))
+    print(f"  report: {json.dumps({'recipe': report['recipe'], 'variant': report['variant']})} -> "
+          f"{record.run_dir}/recipe.json")
+    return 0 if report["state"] in ("finished", "budget") else 1
+
+
 def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED) -> list[Path]:
     """Copy the main job's records from ``work`` into ``results``: every ``parts`` folder is rebuilt next
     to its target and swapped in by renames, so ``results`` holds either the old or the new copy, never a
@@ -430,7 +500,7 @@ def _cmd_main(a: argparse.Namespace) -> int:
 
 _COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
              "synth": _cmd_synth, "eval": _cmd_eval, "rank": _cmd_rank, "main": _cmd_main,
-             "tensorboard": _cmd_tensorboard, "check-data": _cmd_check_data}
+             "tensorboard": _cmd_tensorboard, "check-data": _cmd_check_data, "recipe": _cmd_recipe}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
