@@ -34,7 +34,7 @@ def test_pyproject_dependencies_equal_requirements_less_test_runner():
 def test_wheel_carries_package_script_and_notebooks(tmp_path):
     src = tmp_path / "src"  # a copy: building in the tree would leave build/ behind
     src.mkdir()
-    for part in ("pyproject.toml", "README.md", "reidlab", "notebooks", "sweeps"):
+    for part in ("pyproject.toml", "README.md", "reidlab", "notebooks", "sweeps", "recipes"):
         copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy2
         copy(ROOT / part, src / part, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                          if (ROOT / part).is_dir() else {}))
@@ -46,6 +46,8 @@ def test_wheel_carries_package_script_and_notebooks(tmp_path):
     assert "reidlab/cli.py" in names and "reidlab/suggest.py" in names
     shipped = {Path(n).name for n in names if "/share/reidlab/notebooks/" in n}
     assert {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} <= shipped
+    recipes = {Path(n).name for n in names if "/share/reidlab/recipes/" in n}
+    assert {p.name for p in (ROOT / "recipes").glob("*.yaml")} == recipes and recipes
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [ln.split(":", 1)[1].strip() for ln in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
                 if ln.startswith("Requires-Dist:") and "extra ==" not in ln]
