@@ -299,3 +299,67 @@ def test_bad_input_raises_value_error(change, match):
     kw.update(change)
     with pytest.raises(ValueError, match=match):
         evaluate(**kw)
+
+
+# ------------------------------------------------------------------- rows with a deep last hit
+
+def deep_hit_case(seed, num_q=40, num_g=400):
+    """Strong signal, but one hit of most queries pushed among the worst distances (an occluded
+    gallery image), so their last hit is deep and the per-row counting path ranks them."""
+    d, qp, gp, qc, gc = random_case(seed, num_q=num_q, num_g=num_g, num_ids=12, signal=2.0)
+    rng = np.random.default_rng(seed + 100)
+    for i in range(num_q):
+        hits = np.flatnonzero((gp == qp[i]) & (gc != qc[i]))
+        if len(hits) and rng.random() < 0.8:
+            d[i, rng.choice(hits)] = 2.0 + 0.99 * rng.random()  # among the non-matches' 1..3
+    return d, qp, gp, qc, gc
+
+
+@pytest.mark.parametrize("sort_subset", [0, 8, 1 << 20])  # passes only / passes then sort / sort only
+@pytest.mark.parametrize("kind", ["float64", "float32", "ties"])
+def test_deep_last_hit_rows_equal_plain(monkeypatch, sort_subset, kind):
+    import reidlab.eval.metrics as m
+    monkeypatch.setattr(m, "_SORT_SUBSET", sort_subset)
+    d, qp, gp, qc, gc = deep_hit_case(30 + sort_subset % 7)
+    if kind == "float32":
+        d = d.astype(np.float32)
+    elif kind == "ties":
+        d = np.round(d, 1)  # hits tie with each other, with junk and with non-matches
+        # and exact copies of hit distances on lower- and higher-index non-matches
+        for i in range(0, len(qp), 3):
+            hits = np.flatnonzero((gp == qp[i]) & (gc != qc[i]))
+            others = np.flatnonzero(gp != qp[i])
+            if len(hits):
+                d[i, others[[0, -1]]] = d[i, hits[-1]]
+    for dense_fraction in (0.0, 0.05, 2.0):  # counting path for every row / mixed / none
+        monkeypatch.setattr(m, "_DENSE_FRACTION", dense_fraction)
+        for ap_mode in ("toolbox", "official"):
+            r = evaluate(d, qp, gp, qc, gc, max_rank=20, ap_mode=ap_mode)
+            cmc, mAP, mINP, aps, nv = plain_evaluate(d, qp, gp, qc, gc, max_rank=20, ap_mode=ap_mode)
+            assert r.num_valid_queries == nv
+            np.testing.assert_allclose(r.ap, aps, atol=1e-12)
+            np.testing.assert_allclose(r.cmc, cmc, atol=1e-12)
+            assert abs(r.mINP - mINP) < 1e-12
+
+
+def test_dense_row_counts_direct(monkeypatch):
+    import reidlab.eval.metrics as m
+    from reidlab.eval.metrics import _dense_row_counts
+    rng = np.random.default_rng(5)
+    row = rng.random(1000)
+    hit_idx, junk_idx = np.array([3, 500, 999]), np.array([7, 8])
+    row[hit_idx] = [0.01, 0.5, 0.99]
+    hits = np.sort(row[hit_idx])
+    own = row[np.concatenate([hit_idx, junk_idx])]
+    nonmatch = np.delete(row, np.concatenate([hit_idx, junk_idx]))
+    for sub in (0, 16, 4096):
+        monkeypatch.setattr(m, "_SORT_SUBSET", sub)
+        below, tie = _dense_row_counts(row, hits, own, np.empty(len(row), bool))
+        np.testing.assert_array_equal(below, [(nonmatch < h).sum() for h in hits])
+        assert not tie
+    row[100] = hits[1]  # a non-match at exactly a hit's distance
+    assert _dense_row_counts(row, hits, own, np.empty(len(row), bool))[1]
+    row[100] = 0.3
+    row[junk_idx[0]] = hits[1]  # junk at a hit's distance is no tie
+    own = row[np.concatenate([hit_idx, junk_idx])]
+    assert not _dense_row_counts(row, hits, own, np.empty(len(row), bool))[1]

@@ -30,10 +30,13 @@ of queries we sort only the few hit distances, keep the valid non-matches whose 
 exceed the query's last hit (one vectorised comparison over the block), and place each of them
 between the sorted hits with a vectorised binary search; a ``bincount`` then gives every hit's rank.
 Work is O(Q*G) comparisons plus O(E log K) for the E kept entries (K = hits per query), against
-O(Q*G log G) for sorting. Rows that keep more than a quarter of the gallery (weak models) instead
-run one ``np.searchsorted`` of the whole row into their sorted hits. A query where a non-match has
-exactly the distance of one of its hits is re-done with a stable sort, so the tie rule above holds
-exactly. Scratch memory is bounded by working on blocks of ~4M distance entries.
+O(Q*G log G) for sorting. That search costs tens of ns per kept entry, so rows that keep more than a
+small fraction of the gallery -- real models put a query's last hit far down the ranking when one
+of its gallery images is occluded or badly cropped -- are instead counted with comparison passes
+(``_dense_row_counts``): from the deepest hit upwards, one pass per hit over a subset of the row
+that shrinks as the thresholds fall, then a sort of the few entries left. A query where a
+non-match has exactly the distance of one of its hits is re-done with a stable sort, so the tie
+rule above holds exactly. Scratch memory is bounded by working on blocks of ~4M distance entries.
 """
 
 from __future__ import annotations
@@ -53,8 +56,13 @@ CUHK03_REPEATS = 10
 # (about 40 bytes per entry in the worst case, a near-random model) at ~160 MB.
 _BLOCK_ENTRIES = 1 << 22
 # A row whose valid non-matches below its last hit exceed this fraction of the gallery is ranked
-# with a per-row searchsorted (measured crossover on a 2-core machine, see benchmarks/bench_eval.py).
-_DENSE_FRACTION = 0.25
+# by per-row counting passes (``_dense_row_counts``: a few passes over G plus ~30 us of calls) instead
+# of the vectorised binary search (tens of ns per such entry). Measured on a 2-core machine with
+# benchmarks/bench_eval.py: anywhere in 0.02-0.25 is within noise there, 0.05 is the cost-model
+# crossover at Market-1501 size.
+_DENSE_FRACTION = 0.05
+# A row subset this small is sorted outright in ``_dense_row_counts``.
+_SORT_SUBSET = 512
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,9 +159,10 @@ def _as_distances(distmat: Any) -> np.ndarray:
 
 
 def _check_finite(block: np.ndarray, row0: int) -> None:
-    # One fast reduction; the element-wise check only runs when the sum is not finite
-    # (a NaN/inf is present, or finite values overflowed).
-    if np.isfinite(np.add.reduce(block, axis=None, dtype=np.float64)):
+    # One fast reduction in the block's own dtype (a float64 accumulator would cost a conversion per
+    # entry); the element-wise check only runs when the sum is not finite (a NaN/inf is present, or
+    # finite values overflowed).
+    if np.isfinite(np.add.reduce(block, axis=None)):
         return
     bad = ~np.isfinite(block)
     if bad.any():
@@ -231,6 +240,49 @@ def _stable_hit_ranks(row: np.ndarray, valid: np.ndarray, is_hit: np.ndarray) ->
     return np.flatnonzero(is_hit[valid][order]) + 1
 
 
+def _dense_row_counts(row: np.ndarray, hits: np.ndarray, own: np.ndarray,
+                      buf: np.ndarray) -> tuple[np.ndarray, bool]:
+    """For one gallery row whose valid non-matches reach deep below its first hits: the number of
+    valid non-matches with distance strictly below each hit, and whether one equals a hit.
+
+    row: (G,) distances. hits: (n,) the row's hit distances, sorted ascending. own: distances of the
+    row's hits and junk (excluded from the counts). buf: (G,) bool scratch.
+
+    Thresholds are taken from the deepest hit upwards and each costs one comparison pass (plus one
+    for ``<=``, which detects ties) over a shrinking subset ``S`` of the row: S always holds every
+    entry <= the previous threshold, so counts on S are counts on the row. S is cut down to the
+    entries <= the threshold whenever that halves it, and once it is small it is sorted and all the
+    remaining hits are placed by ``np.searchsorted``. A typical weak row (most hits near the top, one
+    or two far down) costs a few passes over G instead of the O(G log G) of sorting it.
+    """
+    n = len(hits)
+    lt = np.empty(n, np.int64)
+    le = np.empty(n, np.int64)
+    S = row
+    j = n - 1
+    while j >= 0:
+        if len(S) <= _SORT_SUBSET:
+            S = np.sort(S)
+            lt[:j + 1] = np.searchsorted(S, hits[:j + 1], side="left")
+            le[:j + 1] = np.searchsorted(S, hits[:j + 1], side="right")
+            break
+        x = hits[j]
+        if j < n - 1 and x == hits[j + 1]:  # hits at equal distance share their counts
+            lt[j], le[j] = lt[j + 1], le[j + 1]
+            j -= 1
+            continue
+        m = np.less_equal(S, x, out=buf[:len(S)])
+        le[j] = np.count_nonzero(m)
+        if 2 * le[j] <= len(S):
+            S = S[m]
+        lt[j] = np.count_nonzero(np.less(S, x, out=buf[:len(S)]))
+        j -= 1
+    own = np.sort(own)
+    below = lt - np.searchsorted(own, hits, side="left")
+    tie = bool(np.any(le - np.searchsorted(own, hits, side="right") != below))
+    return below, tie
+
+
 class QueryEvaluator:
     """Streaming evaluator: feed the distance matrix by blocks of query rows, then ``result()``.
 
@@ -304,9 +356,9 @@ class QueryEvaluator:
         keep = D <= last[:, None]
         keep[jr, jc] = False
         keep[hr, hc] = False
-        per_row = np.count_nonzero(keep, axis=1)
-        # Rows keeping most of the gallery (weak model): a per-row searchsorted over the whole row
-        # is cheaper than extracting the entries; other rows go through the vectorised path.
+        per_row = np.add.reduce(keep.view(np.uint8), axis=1, dtype=np.int64)  # count_nonzero(axis=1) is slower
+        # Rows keeping much of the gallery (a hit far down the ranking): per-row counting passes are
+        # cheaper than extracting and searching the entries; other rows take the vectorised path.
         dense = per_row > _DENSE_FRACTION * G
         if dense.any():
             keep[dense] = False
@@ -333,17 +385,13 @@ class QueryEvaluator:
             h_first = np.cumsum(nh) - nh
             nj = np.bincount(jr, minlength=B)
             j_first = np.cumsum(nj) - nj
+            buf = np.empty(G, bool)
             for t in np.flatnonzero(dense):
                 n = nh[t]
-                h = H[t, :n + 1]  # sorted hits + inf sentinel
-                row = D[t]
-                p = np.searchsorted(h[:n], row)
                 own = np.concatenate([hc[h_first[t]:h_first[t] + n], jc[j_first[t]:j_first[t] + nj[t]]])
-                c = np.bincount(p, minlength=n + 1) - np.bincount(p[own], minlength=n + 1)
-                counts[t, :n] = c[:n]
-                eq = h[p] == row
-                eq[own] = False
-                tie[t] = eq.any()
+                below, tie[t] = _dense_row_counts(D[t], H[t, :n], D[t, own], buf)
+                counts[t, 0] = below[0]
+                counts[t, 1:n] = below[1:] - below[:-1]
         tie_rows = np.flatnonzero(tie)
         before = np.cumsum(counts, axis=1)  # non-matches before hit j (0-based)
         j = np.arange(width)
