@@ -15,6 +15,7 @@
           [--run-id ID] [--shrink] [--force] [--dry-run]     a run with a published target (reidlab.recipes)
     recipe --list                     the recipes, their targets and protocols
     main [--quick] [--jobs N]         the main job: fusion sweep -> study -> tables -> notebooks -> publish
+    abd [--quick] [--jobs N]          the ABD-Net ablation: sweep -> scores, CIs, correlation -> results/abd
 
 Exit codes: 0 success, 1 a run/cell failed, 2 bad arguments or parameters (nothing was run).
 """
@@ -28,13 +29,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "main_job"]
+__all__ = ["main", "build_parser", "main_job", "abd_job"]
 
 #: notebooks the main job runs on the sweep's runs after `report` (longest first: they run in parallel)
 MAIN_SPEC = "sweeps/study.yaml"
 #: what the main job publishes from its work folder into results/ (checkpoints and caches stay behind)
 PUBLISHED = ("runs", "study", "tables", "figures", "notebooks")
 QUICK_OVERRIDES = {"epochs": 1, "steps_per_epoch": 2, "eval_every": 1}
+ABD_SPEC = "sweeps/abd.yaml"
+#: what the ABD job publishes into <results>/abd
+ABD_PUBLISHED = ("runs", "tables", "figures", "abd")
 
 
 def _err(msg: str) -> None:
@@ -159,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run finished runs")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a training parameter for every run")
+    _add_launcher_args(p)
+    p = sub.add_parser("abd", help="the ABD-Net ablation: sweep, paired intervals, correlation -> <results>/abd")
+    p.add_argument("--spec", default=ABD_SPEC, help=f"sweep spec (default {ABD_SPEC})")
+    p.add_argument("--work", help="work folder with checkpoints and caches (default work/abd, work/abd-quick)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel single-threaded runs (default: cores)")
+    p.add_argument("--results", help="results folder (default $REIDLAB_RESULTS or ./results); the job "
+                                     "publishes into <results>/abd")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: rows bare and full, seeds 0-1, 1 epoch of 2 steps, nothing published")
+    p.add_argument("--force", action="store_true", help="re-run finished runs")
     _add_launcher_args(p)
     return ap
 
@@ -493,6 +507,65 @@ def main_job(
     return 0
 
 
+def abd_job(*, spec: str = ABD_SPEC, jobs: int | None = None, results: str | None = None,
+            work: str | None = None, quick: bool = False, force: bool = False, launcher: str = "local",
+            scheduler: str | None = None, gpus: str | None = None) -> int:
+    """The ABD-Net ablation (README, second command): train ``spec``'s sweep in the work folder (resumable),
+    score every run with paired intervals against the bare model and measure the embedding's correlation
+    (reidlab.study.abd), then publish runs, tables, figures and raw scores to ``<results>/abd`` -- only if
+    every stage succeeded, and never from a quick job."""
+    import yaml
+
+    from reidlab.study.abd import run_ablation_report
+
+    t_start = time.monotonic()
+    root = _results_root(results).absolute() / "abd"
+    wk = Path(work or ("work/abd-quick" if quick else "work/abd")).absolute()
+    spec_path = spec
+    if quick:  # two rows x two seeds of a tiny world: exercises every stage in about a minute
+        d = yaml.safe_load(Path(spec).read_text())
+        d["variants"] = {k: d["variants"][k] for k in ("bare", "full")}
+        d["seeds"] = [0, 1]
+        d["parameters"].update(root=str(wk / "world"), synthetic={"ids": 12, "train_fraction": 0.5, "frames": [2, 3],
+                                                                  "cams": 2, "cams_per_id": [2, 2], "distractors": 1, "junk": 0},
+                               overrides={}, p=3, k=2)
+        wk.mkdir(parents=True, exist_ok=True)
+        spec_path = str(wk / "abd-quick.yaml")
+        Path(spec_path).write_text(yaml.safe_dump(d, sort_keys=False))
+    if jobs is None and not gpus:
+        jobs = os.cpu_count() or 1
+    print(f"== ABD job: sweep {spec_path}; work folder {wk}" + ("" if quick else f", results published to {root}"))
+    rc = _sweep(spec_path, jobs=jobs, dry_run=False, force=force, results=str(wk), raw_overrides={},
+                extra_overrides=QUICK_OVERRIDES if quick else None, launcher=launcher, scheduler=scheduler,
+                gpus=gpus)
+    t_sweep = time.monotonic() - t_start
+    print(f"== sweep: {t_sweep:.0f} s")
+    if rc:
+        _err(f"the sweep did not finish every run; nothing published (logs under {wk / 'sweeps'}; run the "
+             "command again to resume)")
+        return rc
+    t0 = time.monotonic()
+    try:
+        written = run_ablation_report(wk, n_boot=1000 if quick else 10000)
+    except (FileNotFoundError, ValueError) as e:
+        _err(f"ABD report: {e}")
+        return 1
+    print(f"== scores, intervals, correlation: {time.monotonic() - t0:.0f} s: "
+          + ", ".join(p.name for p in written.values()))
+    if quick:
+        print(f"== quick ABD job finished in {time.monotonic() - t_start:.0f} s; outputs in {wk} (not published)")
+        return 0
+    published = publish(wk, root, ABD_PUBLISHED)
+    print(f"== ABD job finished in {time.monotonic() - t_start:.0f} s (sweep {t_sweep:.0f} s); published "
+          + ", ".join(str(p) for p in published))
+    return 0
+
+
+def _cmd_abd(a: argparse.Namespace) -> int:
+    return abd_job(spec=a.spec, jobs=a.jobs, results=a.results, work=a.work, quick=a.quick, force=a.force,
+                   launcher=a.launcher, scheduler=a.scheduler, gpus=a.gpus)
+
+
 def _cmd_main(a: argparse.Namespace) -> int:
     return main_job(spec=a.spec, jobs=a.jobs, results=a.results, work=a.work, quick=a.quick, force=a.force,
                     raw_overrides=_params(a.param), launcher=a.launcher, scheduler=a.scheduler, gpus=a.gpus)
@@ -500,7 +573,8 @@ def _cmd_main(a: argparse.Namespace) -> int:
 
 _COMMANDS = {"run": _cmd_run, "params": _cmd_params, "sweep": _cmd_sweep, "table": _cmd_table,
              "synth": _cmd_synth, "eval": _cmd_eval, "rank": _cmd_rank, "main": _cmd_main,
-             "tensorboard": _cmd_tensorboard, "check-data": _cmd_check_data, "recipe": _cmd_recipe}
+             "tensorboard": _cmd_tensorboard, "check-data": _cmd_check_data, "recipe": _cmd_recipe,
+             "abd": _cmd_abd}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ def test_help_and_bad_usage(capsys):
     assert main(["frobnicate"]) == 2
     assert main([]) == 2
     assert set(build_parser()._subparsers._group_actions[0].choices) == {
-        "run", "params", "sweep", "table", "synth", "eval", "main", "rank", "tensorboard", "check-data", "recipe"}
+        "run", "params", "sweep", "table", "synth", "eval", "main", "rank", "tensorboard", "check-data", "recipe", "abd"}
 
 
 def test_module_entry_point_lists_parameters():

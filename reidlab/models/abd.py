@@ -67,7 +67,7 @@ ABD_DEFAULTS: dict = {
     "num_stripes": 2,         # horizontal stripes of the attention branch
     "global_branch": True,
     "attention_branch": True,
-    "global_pool": "max",     # released training recipe uses global max pooling on the global branch
+    "global_pool": "max",     # global branch pooling; the released code's documented command uses "avg"
     "pam_reduction": 8,       # query/key channel reduction of PAM
     "cam_energy": "affinity",  # CAM softmax input: "affinity" (paper eq.) or "max_minus" (DANet code)
     "head": "bare",           # attention-branch heads: "bare" (residual CAM/PAM) | "danet" (released code)
