@@ -352,14 +352,26 @@ def test_dense_row_counts_direct(monkeypatch):
     hits = np.sort(row[hit_idx])
     own = row[np.concatenate([hit_idx, junk_idx])]
     nonmatch = np.delete(row, np.concatenate([hit_idx, junk_idx]))
+    buf = np.empty(len(row), bool)
     for sub in (0, 16, 4096):
         monkeypatch.setattr(m, "_SORT_SUBSET", sub)
-        below, tie = _dense_row_counts(row, hits, own, np.empty(len(row), bool))
+        below, at_or_below = _dense_row_counts(row, hits, own, buf)
         np.testing.assert_array_equal(below, [(nonmatch < h).sum() for h in hits])
-        assert not tie
+        np.testing.assert_array_equal(at_or_below, below)
     row[100] = hits[1]  # a non-match at exactly a hit's distance
-    assert _dense_row_counts(row, hits, own, np.empty(len(row), bool))[1]
+    below, at_or_below = _dense_row_counts(row, hits, own, buf)
+    np.testing.assert_array_equal(at_or_below - below, [0, 1, 0])
     row[100] = 0.3
     row[junk_idx[0]] = hits[1]  # junk at a hit's distance is no tie
     own = row[np.concatenate([hit_idx, junk_idx])]
-    assert not _dense_row_counts(row, hits, own, np.empty(len(row), bool))[1]
+    below, at_or_below = _dense_row_counts(row, hits, own, buf)
+    np.testing.assert_array_equal(at_or_below, below)
+
+
+def test_tied_hit_ranks_stable_order():
+    from reidlab.eval.metrics import _tied_hit_ranks
+    # valid entries in stable order: idx 0 (0.1 nm), 2 (0.2 hit), 4 (0.2 nm), 5 (0.2 hit), 1 (0.3 hit),
+    # 6 (0.3 nm); idx 3 is junk at 0.2, idx 7 a non-match at 0.9
+    row = np.array([0.1, 0.3, 0.2, 0.2, 0.2, 0.2, 0.3, 0.9], np.float32)
+    ranks = _tied_hit_ranks(row, np.array([1, 2, 5]), np.array([3]), np.empty(8, bool))
+    np.testing.assert_array_equal(ranks, [2, 4, 5])
