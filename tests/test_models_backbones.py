@@ -37,8 +37,9 @@ def test_image_model_contract_and_gradients():
     m = build_model("image", 7, backbone="resnet18")
     assert isinstance(m, ImageReIDModel) and m.embedding_dim == 512
     out = m(torch.randn(4, 3, 64, 32))
-    assert set(out) == {"logits", "features", "of_taps"}
+    assert set(out) == {"logits", "features", "of_taps", "of_positions"}
     assert out["logits"].shape == (4, 7) and out["features"].shape == (4, 512) and out["of_taps"] == []
+    assert out["of_positions"] == {}  # the released O.F. positions exist for ABD models only
     (out["logits"].sum() + out["features"].sum()).backward()
     assert all(p.grad is not None for p in m.trunk.layer1.parameters())
     m.eval()
