@@ -66,17 +66,25 @@ def _split_counts(rng: np.random.Generator, total: int, parts: int) -> np.ndarra
     return per
 
 
-def market_like(noise: float, *, seed: int = 0, dim: int = 64, num_ids: int = 751, num_q: int = 3368,
-                num_g_ids: int = 13115, num_distractors: int = 2798, cams: int = 6):
-    """Isotropic case: (qf, gf, q_pids, g_pids, q_cams, g_cams), float32 features."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((num_ids, dim)).astype(np.float32)
+def _layout(rng: np.random.Generator, num_q: int, num_ids: int, num_g_ids: int, num_distractors: int,
+            cams: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Market-like ids and cameras: (q_pids, q_cams, g_pids, g_cams); queries of an identity in distinct
+    cameras, gallery cameras random, distractors (pid 0) at the end of the gallery."""
     q_per = _split_counts(rng, num_q, num_ids)
     g_per = _split_counts(rng, num_g_ids, num_ids)
     q_pids = np.repeat(np.arange(1, num_ids + 1), q_per)
     q_cams = np.concatenate([rng.permutation(cams)[:k] for k in q_per])
     g_pids = np.concatenate([np.repeat(np.arange(1, num_ids + 1), g_per), np.zeros(num_distractors, np.int64)])
     g_cams = rng.integers(0, cams, len(g_pids))
+    return q_pids, q_cams, g_pids, g_cams
+
+
+def market_like(noise: float, *, seed: int = 0, dim: int = 64, num_ids: int = 751, num_q: int = 3368,
+                num_g_ids: int = 13115, num_distractors: int = 2798, cams: int = 6):
+    """Isotropic case: (qf, gf, q_pids, g_pids, q_cams, g_cams), float32 features."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((num_ids, dim)).astype(np.float32)
+    q_pids, q_cams, g_pids, g_cams = _layout(rng, num_q, num_ids, num_g_ids, num_distractors, cams)
     g_centres = np.vstack([centres[g_pids[:num_g_ids] - 1],
                            rng.standard_normal((num_distractors, dim)).astype(np.float32)])
     qf = centres[q_pids - 1] + noise * rng.standard_normal((num_q, dim)).astype(np.float32)
@@ -109,12 +117,7 @@ def realistic_market(noise: float, *, seed: int = 0, dim: int = 2048, latent: in
                 + 0.6 * rng.standard_normal((n, latent)).astype(np.float32))
 
     centres = people(num_ids)
-    q_per = _split_counts(rng, num_q, num_ids)
-    g_per = _split_counts(rng, num_g_ids, num_ids)
-    q_pids = np.repeat(np.arange(1, num_ids + 1), q_per)
-    q_cams = np.concatenate([rng.permutation(cams)[:k] for k in q_per])
-    g_pids = np.concatenate([np.repeat(np.arange(1, num_ids + 1), g_per), np.zeros(num_distractors, np.int64)])
-    g_cams = rng.integers(0, cams, len(g_pids))
+    q_pids, q_cams, g_pids, g_cams = _layout(rng, num_q, num_ids, num_g_ids, num_distractors, cams)
     bias = cam_bias * rng.standard_normal((cams, latent)).astype(np.float32)
     mix = rng.standard_normal((latent, dim)).astype(np.float32) / np.float32(np.sqrt(latent))
 
