@@ -37,6 +37,7 @@ MAIN_SPEC = "sweeps/study.yaml"
 PUBLISHED = ("runs", "study", "tables", "figures", "notebooks")
 QUICK_OVERRIDES = {"epochs": 1, "steps_per_epoch": 2, "eval_every": 1}
 ABD_SPEC = "sweeps/abd.yaml"
+ABD_CALIBRATION_SPEC = "sweeps/abd_ow_beta.yaml"  # run first: the O.W. beta the ablation uses comes from it
 #: what the ABD job publishes into <results>/abd
 ABD_PUBLISHED = ("runs", "tables", "figures", "abd")
 
@@ -510,7 +511,8 @@ def main_job(
 def abd_job(*, spec: str = ABD_SPEC, jobs: int | None = None, results: str | None = None,
             work: str | None = None, quick: bool = False, force: bool = False, launcher: str = "local",
             scheduler: str | None = None, gpus: str | None = None) -> int:
-    """The ABD-Net ablation (README, second command): train ``spec``'s sweep in the work folder (resumable),
+    """The ABD-Net ablation (README, second command): train the O.W. beta calibration sweep and ``spec``'s
+    sweep in the work folder (resumable),
     score every run with paired intervals against the bare model and measure the embedding's correlation
     (reidlab.study.abd), then publish runs, tables, figures and raw scores to ``<results>/abd`` -- only if
     every stage succeeded, and never from a quick job."""
@@ -535,9 +537,11 @@ def abd_job(*, spec: str = ABD_SPEC, jobs: int | None = None, results: str | Non
     if jobs is None and not gpus:
         jobs = os.cpu_count() or 1
     print(f"== ABD job: sweep {spec_path}; work folder {wk}" + ("" if quick else f", results published to {root}"))
-    rc = _sweep(spec_path, jobs=jobs, dry_run=False, force=force, results=str(wk), raw_overrides={},
-                extra_overrides=QUICK_OVERRIDES if quick else None, launcher=launcher, scheduler=scheduler,
-                gpus=gpus)
+    rc = 0
+    for sp in ([] if quick else [ABD_CALIBRATION_SPEC]) + [spec_path]:
+        rc = rc or _sweep(sp, jobs=jobs, dry_run=False, force=force, results=str(wk), raw_overrides={},
+                          extra_overrides=QUICK_OVERRIDES if quick else None, launcher=launcher,
+                          scheduler=scheduler, gpus=gpus)
     t_sweep = time.monotonic() - t_start
     print(f"== sweep: {t_sweep:.0f} s")
     if rc:

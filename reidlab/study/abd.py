@@ -42,7 +42,7 @@ from reidlab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_t
 from reidlab.eval import evaluate, pairwise_distance
 from reidlab.eval.bootstrap import bootstrap_mean_ci, paired_delta_ci
 
-__all__ = ["ROWS", "RunScores", "score_run", "ablation_tables", "run_ablation_report"]
+__all__ = ["ROWS", "RunScores", "score_run", "ablation_tables", "calibration_table", "run_ablation_report"]
 
 #: sweep variant -> (display label, what it adds to the bare two-branch model), in table order
 ROWS: dict[str, tuple[str, str]] = {
@@ -327,6 +327,36 @@ def format_switch_markdown(t: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def calibration_table(work: str | Path, sweep: str = "abdbeta") -> pd.DataFrame | None:
+    """The O.W. beta calibration (sweeps/abd_ow_beta.yaml) from its runs' records: per variant the last CE
+    over ln(classes), the last O.W. term and the split's last mAP. None when the sweep has no runs."""
+    from reidlab.runs.tables import load_run
+
+    rows = []
+    for d in sorted(p for p in (Path(work) / "runs").glob(f"{sweep}-*") if p.is_dir()):
+        info = load_run(d)
+        if not info.finished:
+            raise ValueError(f"calibration run {d.name} has not finished (state {info.status.get('state')!r})")
+        k = int(info.model.get("num_classes", 80))
+        e = pd.read_csv(d / "epochs.csv").sort_values("epoch")
+        beta = info.config.get("loss", {}).get("ow", {})
+        on = beta.get("name", "none") != "none"
+        rows.append({"run": d.name, "beta": float(beta.get("beta", 0.0)) if on else 0.0,
+                     "ow_first": float(e["loss_ow"].iloc[0]), "ow_last": float(e["loss_ow"].iloc[-1]),
+                     "ce_over_chance": float(e["loss_ce"].iloc[-1] / np.log(k)),
+                     "mAP": float(info.last_row()["mAP"]), "epochs": int(e["epoch"].iloc[-1])})
+    return pd.DataFrame(rows).sort_values("beta").reset_index(drop=True) if rows else None
+
+
+def format_calibration_markdown(t: pd.DataFrame) -> str:
+    lines = ["| O.W. beta (sum over every conv) | O.W. term, epoch 1 | O.W. term, last epoch | last CE / ln(classes) "
+             "| mAP % (split, last epoch) |", "|:---:|:---:|:---:|:---:|:---:|"]
+    for _, r in t.iterrows():
+        b = "0 (bare)" if r.beta == 0 else f"{r.beta:g}"
+        lines.append(f"| {b} | {r.ow_first:.3g} | {r.ow_last:.3g} | {r.ce_over_chance:.3f} | {_pct(r.mAP)} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_ablation_report(work: str | Path, *, sweep: str = "abd", n_boot: int = 10000) -> dict[str, Path]:
     """Score every finished run ``<work>/runs/<sweep>-*`` and write ``<work>/tables/abd_ablation.{md,csv}``,
     ``abd_switches.md``, ``<work>/abd/per_query_ap.csv.gz`` + ``scores.json`` and
@@ -356,6 +386,9 @@ def run_ablation_report(work: str | Path, *, sweep: str = "abd", n_boot: int = 1
     tables, figs, raw = work / "tables", work / "figures", work / "abd"
     out["table_md"] = atomic_write_text(tables / "abd_ablation.md", format_ablation_markdown(t))
     out["switch_md"] = atomic_write_text(tables / "abd_switches.md", format_switch_markdown(t))
+    cal = calibration_table(work)
+    if cal is not None:
+        out["calibration_md"] = atomic_write_text(tables / "abd_ow_beta.md", format_calibration_markdown(cal))
     out["table_csv"] = atomic_write_text(tables / "abd_ablation.csv", t.to_csv(index=False))
     pq = pd.concat([s.per_query.assign(run=s.run, variant=s.variant, seed=s.seed) for s in scores])
     out["per_query"] = atomic_write_bytes(raw / "per_query_ap.csv.gz",
