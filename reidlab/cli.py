@@ -395,14 +395,15 @@ def _cmd_recipe(a: argparse.Namespace) -> int:
     return 0 if report["state"] in ("finished", "budget") else 1
 
 
-def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED) -> list[Path]:
+def publish(work: Path, results: Path, parts: Sequence[str] = PUBLISHED, skip_also: Sequence[str] = ()) -> list[Path]:
     """Copy the main job's records from ``work`` into ``results``: every ``parts`` folder is rebuilt next
     to its target and swapped in by renames, so ``results`` holds either the old or the new copy, never a
-    mix. Checkpoints and feature caches (large, regenerated) are left out. Returns the published folders."""
+    mix. Checkpoints and feature caches (large, regenerated) are left out, and any name matching
+    ``skip_also`` below the part folders. Returns the published folders."""
     import shutil
     import tempfile
 
-    skip = shutil.ignore_patterns("checkpoints", "features", "*.pt", "*.lock", ".*.tmp", "*.kernel.log")
+    skip = shutil.ignore_patterns("checkpoints", "features", "*.pt", "*.lock", ".*.tmp", "*.kernel.log", *skip_also)
     results.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
     stage = Path(tempfile.mkdtemp(prefix=".publish-", dir=results))
@@ -559,7 +560,9 @@ def abd_job(*, spec: str = ABD_SPEC, jobs: int | None = None, results: str | Non
     if quick:
         print(f"== quick ABD job finished in {time.monotonic() - t_start:.0f} s; outputs in {wk} (not published)")
         return 0
-    published = publish(wk, root, ABD_PUBLISHED)
+    # per-run event files and figures are left out (21 runs: 12 MB): `reidlab tensorboard --runs` rebuilds
+    # the former from the records, the executed notebook.ipynb of each run holds the latter
+    published = publish(wk, root, ABD_PUBLISHED, skip_also=("events.out.tfevents.*", "figures"))
     print(f"== ABD job finished in {time.monotonic() - t_start:.0f} s (sweep {t_sweep:.0f} s); published "
           + ", ".join(str(p) for p in published))
     return 0

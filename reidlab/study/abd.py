@@ -261,6 +261,8 @@ def ablation_tables(scores: list[RunScores], train: dict[str, dict], *, n_boot: 
                        delta_p_positive=d.prob_positive)
         stats = {s.seed: s.stats for s in scores if s.variant == v}
         base_stats = {s.seed: s.stats for s in scores if s.variant == BASELINE}
+        row["embedding_dims"] = float(np.mean([stats[k].get("embedding_dims", np.nan) for k in seeds]))
+        row["embedding_noise_floor"] = float(np.mean([stats[k].get("embedding_noise_floor", np.nan) for k in seeds]))
         for key in ("embedding_abs_r", "embedding_erank_ratio", "channel_abs_r", "channel_erank_ratio"):
             vals = np.array([stats[k].get(key, np.nan) for k in seeds], dtype=float)
             row[key] = float(np.mean(vals))
@@ -300,7 +302,7 @@ def format_ablation_markdown(t: pd.DataFrame) -> str:
         def corr(key: str) -> str:
             s = f"{r[key]:.3f}"
             if r.variant != BASELINE and f"delta_{key}" in r and pd.notna(r.get(f"delta_{key}")):
-                mark = "" if not r.get(f"delta_{key}_same_sign") else " (all seeds)"
+                mark = " (every seed)" if r.get(f"delta_{key}_same_sign") and r.seeds > 1 else ""
                 s += f" ({r[f'delta_{key}']:+.3f}{mark})"
             return s
 
@@ -400,13 +402,16 @@ def run_ablation_report(work: str | Path, *, sweep: str = "abd", n_boot: int = 1
         "protocol": "every labelled test tracklet vs all test tracklets, cross-camera (reidlab.study.pipeline.PROTOCOL)",
         "ci": f"95% percentile, paired bootstrap over seeds x query identities (crossed), {n_boot} replicates",
         "runs": {s.run: finite({**s.stats, **train[s.run]}) for s in scores}})
-    shown = [v for v in ("bare", "cam_pam", "full", "full_reidlab") if any(s.variant == v for s in scores)]
+    shown = [v for v in ("bare", "cam_pam", "full", "full_released") if any(s.variant == v for s in scores)]
     mats = {ROWS[v][0]: np.load(work / "runs" / f"{sweep}-{v}-s0" / "abd_embedding_corr.npy") for v in shown}
     summ = {ROWS[v][0]: {"mean_abs_offdiag": float(t.set_index("variant").loc[v, "embedding_abs_r"]),
-                         "effective_rank": float(t.set_index("variant").loc[v, "embedding_erank_ratio"]) * 384,
+                         "dims": float(t.set_index("variant").loc[v, "embedding_dims"]),
+                         "effective_rank": float(t.set_index("variant").loc[v, "embedding_erank_ratio"])
+                         * float(t.set_index("variant").loc[v, "embedding_dims"]),
                          "effective_rank_ratio": float(t.set_index("variant").loc[v, "embedding_erank_ratio"])}
             for v in shown}
     fig = correlation_heatmaps(mats, summ, max_dims=64, max_cols=4,
-                               title="embedding dimensions' correlation (seed 0, first 64 of 384 dims)")
+                               title="embedding dimensions' correlation over test frames (seed 0; first 64 dimensions drawn, "
+                                     "numbers over all of them, means over seeds)")
     out["figure"] = save_figure(fig, figs / "abd_correlation.png")
     return out
