@@ -56,6 +56,12 @@ ROWS: dict[str, tuple[str, str]] = {
                                                   "concat, O.F. positions x 32 from epoch 6, O.W. stem x 10"),
     "full_affinity": ("full, paper's affinity CAM energy", "as full, CAM softmax over a_i . a_j"),
     "ow_stem": ("+ O.W. where the released code reaches", "O.W. on the stem conv only, x 10"),
+    "full_danet": ("full, DANet heads (released)", "each head wrapped in 3x3 conv C/2 ... Dropout2d 0.1 ... 1x1 conv"),
+    "full_parts": ("full, per-part classifiers (released)", "3 CE + 3 triplet (0.1, margin 1.2), raw concat, "
+                                                           "Dropout 0.5 + avg pool on the global branch"),
+    "full_of_released": ("full, released O.F.", "O.F. on the per-stripe maps around CAM/PAM + shallow x 0.01, "
+                                                  "x 32, from epoch 6"),
+    "full_unrolled": ("full, unrolled power-iteration gradient", "O.F./O.W. backpropagate through the iterations"),
 }
 BASELINE = "bare"
 CHANNEL_FRAMES = 512  # test frames whose maps give the channel correlation (x 8 positions = 4,096 samples)
