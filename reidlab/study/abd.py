@@ -2,9 +2,9 @@
 intervals against the bare model, and measure what the paper says O.F./O.W. do -- decorrelate.
 
 Rows: the sweep ``sweeps/abd.yaml`` (the workbench path, three seeds per ablation row, and one-seed rows for
-the released code's choices). Protocol: the fusion study's (:data:`reidlab.study.pipeline.PROTOCOL`: every labelled test tracklet is a
-query against all test tracklets, cross-camera), so every labelled test tracklet is a query instead of
-one per identity. Intervals: the crossed seed x query-identity paired bootstrap of :mod:`reidlab.eval.bootstrap`;
+the released code's choices). Protocol: the fusion study's (:data:`reidlab.study.pipeline.PROTOCOL`):
+every labelled test tracklet is a query against all test tracklets, cross-camera, instead of one query per
+identity. Intervals: the crossed seed x query-identity paired bootstrap of :mod:`reidlab.eval.bootstrap`;
 row seed s is paired with bare seed s (same data order and initial trunk weights: the seed fixes both).
 
 Correlation, two readings (the paper shows "correlation matrix between channels" of Baseline, Baseline +
@@ -20,14 +20,13 @@ text gives no formula, so both statistics here are Pearson |r|, stated as our ch
 Reported as the mean |off-diagonal r| and the effective rank (Roy & Vetterli 2007) over the dimension count.
 
 Diagnostics of the fidelity switches on the trained models: CAM softmax row maxima (affinity vs
-max_minus energy on the same inputs), the O.W. term per scope (stem / backbone / all convs) at the trained
-weights, and the O.F. shallow-to-deep ratio of the released positions.
+max_minus energy on the same inputs, and the model's own CAMs), the O.W. term per scope (stem / backbone /
+all convs) at the trained weights, and the O.F. gap per tap (shallow, res_conv_5, stripe output).
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
