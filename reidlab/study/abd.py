@@ -38,8 +38,8 @@ import torch
 
 from reidlab.analysis import correlation_summary, feature_correlation
 from reidlab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from reidlab.eval import evaluate, pairwise_distance
 from reidlab.eval.bootstrap import bootstrap_mean_ci, paired_delta_ci
+from reidlab.study.pipeline import per_query_scores  # the fusion study's protocol, shared
 
 __all__ = ["ROWS", "RunScores", "score_run", "ablation_tables", "calibration_table", "run_ablation_report"]
 
@@ -97,20 +97,6 @@ def _test_records(cfg: Any) -> list:
 
     return list(build_dataset(cfg.data.dataset, dataset_root(cfg, verbose=False), verbose=False,
                               mars_gallery="all").gallery)
-
-
-def per_query_scores(emb: np.ndarray, pids: np.ndarray, camids: np.ndarray) -> pd.DataFrame:
-    """Per-query AP and rank-1 hit of embeddings (N, D): every labelled tracklet against all N, cross-camera
-    (same identity and camera removed, the query itself among them). Raises if a query has no match."""
-    q = np.flatnonzero(pids > 0)
-    dist = np.asarray(pairwise_distance(emb[q], emb, "euclidean"), dtype=np.float64)
-    r = evaluate(dist, pids[q], pids, camids[q], camids, max_rank=1)
-    if r.num_skipped_queries:
-        raise ValueError(f"{r.num_skipped_queries} queries have no cross-camera match")
-    same = (pids[q][:, None] == pids[None, :]) & (camids[q][:, None] == camids[None, :])
-    dist[same] = np.inf
-    r1 = pids[np.argmin(dist, axis=1)] == pids[q]
-    return pd.DataFrame({"query": q, "pid": pids[q], "ap": r.ap, "r1": r1.astype(float)})
 
 
 def _frames(records: Sequence[Any], cfg: Any, n: int, seed: int) -> torch.Tensor:
@@ -282,7 +268,7 @@ def ablation_tables(scores: list[RunScores], train: dict[str, dict], *, n_boot: 
                     "of_gap_intermediate", "of_gap_res_conv_5", "of_gap_after"):
             row[key] = float(np.nanmean([stats[k].get(key, np.nan) for k in seeds])) if any(
                 key in stats[k] and np.isfinite(stats[k][key]) for k in seeds) else float("nan")
-        runs = [t for rid, t in train.items() if _variant_seed(rid, "abd")[0] == v]
+        runs = [train[s.run] for s in scores if s.variant == v]
         row["plateau_gap_max"] = max(t["plateau_gap"] for t in runs)
         row["ce_over_chance_max"] = max(t["ce_over_chance"] for t in runs)
         row["loss_ow_first"] = float(np.mean([t["loss_ow_first"] for t in runs]))

@@ -104,23 +104,29 @@ def load_study_spec(path: str | Path) -> StudySpec:
 # ------------------------------------------------------------------------------------------- numbers
 
 
-def evaluate_embeddings(emb: np.ndarray, ff: FrameFeatures) -> pd.DataFrame:
-    """Per-query AP (and rank-1 hit) of tracklet embeddings (N, D) under :data:`PROTOCOL`.
+def per_query_scores(emb: np.ndarray, pids: np.ndarray, camids: np.ndarray) -> pd.DataFrame:
+    """Per-query AP and rank-1 hit of tracklet embeddings (N, D) under :data:`PROTOCOL`: every labelled
+    tracklet (pid > 0) against all N, cross-camera (same identity and camera removed, the query among them).
 
     Returns one row per query tracklet: ``query`` (tracklet index), ``pid``, ``ap``, ``r1`` (0/1).
     Raises when a query has no cross-camera match (the protocol would silently drop it).
     """
-    q = np.flatnonzero(ff.pids > 0)
+    q = np.flatnonzero(pids > 0)
     # one (Q, N) distance matrix serves both the evaluator and the rank-1 hits
     dist = np.asarray(pairwise_distance(emb[q], emb, "euclidean"), dtype=np.float64)
-    r = evaluate(dist, ff.pids[q], ff.pids, ff.camids[q], ff.camids, max_rank=1)
+    r = evaluate(dist, pids[q], pids, camids[q], camids, max_rank=1)
     if r.num_skipped_queries:
         raise ValueError(f"{r.num_skipped_queries} query tracklets have no cross-camera match; every test "
                          "identity must be seen by two cameras for this protocol")
-    same = (ff.pids[q][:, None] == ff.pids[None, :]) & (ff.camids[q][:, None] == ff.camids[None, :])
+    same = (pids[q][:, None] == pids[None, :]) & (camids[q][:, None] == camids[None, :])
     dist[same] = np.inf
-    r1 = ff.pids[np.argmin(dist, axis=1)] == ff.pids[q]
-    return pd.DataFrame({"query": q, "pid": ff.pids[q], "ap": r.ap, "r1": r1.astype(float)})
+    r1 = pids[np.argmin(dist, axis=1)] == pids[q]
+    return pd.DataFrame({"query": q, "pid": pids[q], "ap": r.ap, "r1": r1.astype(float)})
+
+
+def evaluate_embeddings(emb: np.ndarray, ff: FrameFeatures) -> pd.DataFrame:
+    """:func:`per_query_scores` of tracklet embeddings (N, D) with the identities and cameras of ``ff``."""
+    return per_query_scores(emb, ff.pids, ff.camids)
 
 
 def cosine_by_lag(x: np.ndarray, ff: FrameFeatures, max_lag: int = 8, pairs: int = 20000,
